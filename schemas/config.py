@@ -36,7 +36,11 @@ class RoleConfig(_Strict):
     max_tokens: int = Field(256, ge=1, le=32768)
     usd_per_1m_input: float = Field(0.0, ge=0.0)
     usd_per_1m_output: float = Field(0.0, ge=0.0)
-    json_schema: bool = Field(True, description="Ask for JSON-schema constrained lists")
+    structured: Literal["json_schema", "json_object", "off"] = Field(
+        "json_schema",
+        description="How to ask for JSON-schema constrained lists: OpenAI's json_schema, "
+        "llama.cpp's json_object+schema, or off (plain text, parsed)",
+    )
 
 
 class LLMConfig(_Strict):
@@ -60,7 +64,7 @@ class EmbeddedConfig(_Strict):
 
 
 class WarehouseConfig(_Strict):
-    root: str = "warehouse"
+    root: str = "data"
     catalog: str = Field("", description="DuckDB catalog path; default <root>/catalog.duckdb")
 
 
@@ -79,6 +83,9 @@ class DialoguesConfig(_Strict):
     rounds_max: int = Field(7, ge=1, le=50)
     max_openers: int = Field(0, ge=0, description="Cap on dialogues per run (0 = all openers)")
     flush_every: int = Field(8, ge=1, description="Dialogues per Parquet part while a batch runs")
+    history_chars: int = Field(
+        5000, ge=200, description="Most recent conversation text sent to either model"
+    )
 
     @model_validator(mode="after")
     def _range(self) -> DialoguesConfig:

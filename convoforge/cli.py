@@ -1,0 +1,174 @@
+"""convoforge command line. `convoforge --help` and each command's --help are the manual."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+# Before Prefect is imported: no telemetry from a tool that runs offline.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from convoforge.config import ConfigError, load_config  # noqa: E402
+
+app = typer.Typer(
+    help="Build UltraChat-style multi-turn dialogue datasets (Prefect + Parquet + DuckDB).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML run config")]
+SetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", help="Override a config key, e.g. --set dialogues.rounds_min=4"),
+]
+WarehouseOpt = Annotated[
+    Optional[str], typer.Option("--warehouse", "-w", help="Warehouse root (overrides config)")
+]
+
+
+def _config(config: Path | None, sets: list[str] | None, warehouse: str | None = None, **flags):
+    overrides = list(sets or [])
+    if warehouse:
+        overrides.append(f"warehouse.root={json.dumps(warehouse)}")
+    overrides += [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
+    try:
+        return load_config(config, overrides)
+    except ConfigError as e:
+        err.print(f"[red]error:[/] {e}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _progress_bar():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from convoforge import progress as prog
+
+    bar = Progress("[bold]{task.description}", BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), console=err, transient=False)
+    ids: dict[str, int] = {}
+
+    def listener(stage: str, done: int, total: int) -> None:
+        if stage not in ids:
+            ids[stage] = bar.add_task(stage, total=total)
+        bar.update(ids[stage], completed=done, total=total)
+
+    prog.add_listener(listener)
+    return bar
+
+
+def _print_summary(summary: dict) -> None:
+    t = Table(title=f"run {summary['run_id']}: {summary['status']}")
+    for col in ("stage", "rows written", "LLM calls", "cache hits", "tokens", "wall s"):
+        t.add_column(col, justify="right" if col != "stage" else "left")
+    for name, s in summary["stages"].items():
+        t.add_row(name, str(s["rows_written"]), str(s["llm_calls"]), str(s["cache_hits"]),
+                  str(s["prompt_tokens"] + s["completion_tokens"]), f"{s['wall_s']:.1f}")
+    out.print(t)
+    out.print(f"warehouse rows: {summary['warehouse_rows']}")
+    out.print(f"failures: {summary['failures'] or 'none'}   cost: ${summary['cost_usd']:.4f}   "
+              f"wall time: {summary['wall_s']:.1f}s")
+
+
+@app.command()
+def run(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    warehouse: WarehouseOpt = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed (overrides config)")] = None,
+    run_id: Annotated[Optional[str], typer.Option(help="Run id (default: time + random)")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the whole DAG. Re-running with the same config resumes: finished work is skipped and
+    answered LLM requests come from the warehouse cache.
+
+    Example: convoforge run --config examples/tiny.toml
+    """
+    cfg = _config(config, set_, warehouse, seed=seed)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpx2", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from flows.build import build_dataset
+    from warehouse.store import WarehouseBusy
+
+    bar = _progress_bar()
+    try:
+        with bar:
+            summary = build_dataset(config=cfg, run_id=run_id)
+    except WarehouseBusy as e:
+        err.print(f"[red]error:[/] {e}")
+        raise typer.Exit(3) from None
+    _print_summary(summary)
+    out.print(f"query it: convoforge sql --warehouse {cfg.warehouse.root} "
+              "\"select sector, count(*) from dataset group by 1\"")
+    if summary["status"] != "completed":
+        raise typer.Exit(4)
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="SQL over the views: topics, openers, dialogues, "
+                                              "llm_calls, runs, dataset, lineage, stats, cost_by_stage")],
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    warehouse: WarehouseOpt = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table | csv | json")] = "table",
+) -> None:
+    """Query the warehouse read-only (a build may be running). Same views as
+    `duckdb <warehouse>/catalog.duckdb -readonly`."""
+    import duckdb
+
+    from warehouse.store import Warehouse, WarehouseError
+
+    cfg = _config(config, set_, warehouse)
+    wh = Warehouse(cfg.warehouse.root, cfg.warehouse.catalog or None)
+    if not wh.root.exists():
+        err.print(f"[red]error:[/] no warehouse at {wh.root}; run `convoforge run` first")
+        raise typer.Exit(2)
+    try:
+        wh.ensure_catalog()
+    except WarehouseError as e:
+        err.print(f"[yellow]warning:[/] {e}")
+    try:
+        with duckdb.connect(str(wh.catalog_path), read_only=True) as con:
+            rel = con.sql(query)
+            if rel is None:
+                return
+            columns, rows = rel.columns, rel.fetchall()
+    except duckdb.Error as e:
+        err.print(f"[red]error:[/] {e}")
+        raise typer.Exit(1) from None
+    if fmt == "json":
+        out.print_json(json.dumps([dict(zip(columns, r)) for r in rows], default=str))
+    elif fmt == "csv":
+        import csv
+
+        w = csv.writer(sys.stdout)
+        w.writerow(columns)
+        w.writerows(rows)
+    else:
+        t = Table(*columns)
+        for r in rows:
+            t.add_row(*("" if v is None else str(v) for v in r))
+        out.print(t)
+
+
+@app.command("config")
+def show_config(config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Validate a config and print it resolved (defaults + file + env + --set)."""
+    out.print_json(_config(config, set_).model_dump_json())
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,61 @@
+"""Stage: meta-topics -> subtopics (question-writer model)."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from convoforge.ids import derive_seed, row_id, utcnow
+from convoforge.llm import Gateway
+from convoforge.parsing import list_schema, parse_list
+from convoforge.prompts import load_prompt
+from schemas.config import RunConfig
+from tasks.runtime import fan_out, run_stage
+from warehouse.store import Warehouse
+
+
+def meta_topic_rows(cfg: RunConfig, run_id: str) -> list[dict]:
+    names = cfg.topics.meta_topics
+    if cfg.topics.limit_meta_topics:
+        names = names[: cfg.topics.limit_meta_topics]
+    now = utcnow()
+    # Keyed by name, not position: reordering the config list keeps every id.
+    return [
+        dict(id=row_id(None, "meta_topic", name), parent_id=None, run_id=run_id, created_at=now,
+             level="meta", meta_topic=name, name=name, idx=i, model=None, prompt_version=None,
+             llm_call_id=None)
+        for i, name in enumerate(names)
+    ]
+
+
+async def expand_meta_topic(meta: dict, cfg: RunConfig, gw: Gateway, run_id: str) -> list[dict]:
+    prompt = load_prompt("subtopics")
+    n = cfg.topics.subtopics_per_topic
+    system, user = prompt.render(n=n, meta_topic=meta["name"])
+    comp = await gw.complete(
+        "question_writer",
+        [{"role": "system", "content": system}, {"role": "user", "content": user}],
+        seed=derive_seed(cfg.seed, meta["id"], "subtopics"),
+        json_schema=list_schema(n),
+    )
+    now = utcnow()
+    return [
+        dict(id=row_id(meta["id"], "subtopic", i, prompt.version), parent_id=meta["id"],
+             run_id=run_id, created_at=now, level="subtopic", meta_topic=meta["name"], name=name,
+             idx=i, model=comp.model, prompt_version=prompt.version, llm_call_id=comp.call_id)
+        for i, name in enumerate(parse_list(comp.text, limit=n))
+    ]
+
+
+async def topics_stage(cfg: RunConfig, wh: Warehouse, gw: Gateway, run_id: str) -> dict:
+    metas = meta_topic_rows(cfg, run_id)
+    existing = wh.ids("topics")
+    wh.write("topics", [m for m in metas if m["id"] not in existing], run_id)
+    return await fan_out(
+        "topics", "topics", metas, lambda m: expand_meta_topic(m, cfg, gw, run_id),
+        cfg, wh, run_id, label=lambda m: m["name"],
+    )
+
+
+@task(name="topics")
+def topics_task(cfg: RunConfig, run_id: str) -> dict:
+    return run_stage(topics_stage, cfg, run_id)
