@@ -106,6 +106,12 @@ class Gateway:
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._inflight: dict[str, asyncio.Future] = {}
         self._cache = self._load_cache()
+        # The budget is per run: stages that ran before this gateway count too.
+        spent = warehouse.query(
+            "SELECT coalesce(sum(prompt_tokens + completion_tokens), 0) AS t, "
+            "coalesce(sum(cost_usd), 0) AS usd FROM llm_calls WHERE run_id = ?", [run_id]
+        ).to_pylist()[0]
+        self._spent_before = (int(spent["t"]), float(spent["usd"]))
         self._journal_path = warehouse.journal_path("llm_calls", run_id)
         self._journal = None
         self._rng = random.Random()
@@ -159,11 +165,12 @@ class Gateway:
 
     def _over_budget(self) -> str | None:
         b = self.cfg.llm
-        tokens = self.stats.prompt_tokens + self.stats.completion_tokens
+        tokens = self._spent_before[0] + self.stats.prompt_tokens + self.stats.completion_tokens
+        usd = self._spent_before[1] + self.stats.cost_usd
         if b.budget_tokens and tokens >= b.budget_tokens:
             return f"token budget {b.budget_tokens} reached ({tokens} used)"
-        if b.budget_usd and self.stats.cost_usd >= b.budget_usd:
-            return f"dollar budget {b.budget_usd} reached (${self.stats.cost_usd:.4f} used)"
+        if b.budget_usd and usd >= b.budget_usd:
+            return f"dollar budget {b.budget_usd} reached (${usd:.4f} used)"
         return None
 
     # ---- the one public call -----------------------------------------------------------

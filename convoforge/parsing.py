@@ -8,6 +8,7 @@ import re
 LIST_SCHEMA_KEY = "items"
 
 _BULLET = re.compile(r"^\s*(?:\(?\d{1,3}[.):\]]|[-*•·‣–]|#+)\s*")
+_LABEL = re.compile(r"^(?:Q|A|Question|Subtopic|Topic)\s*\d*\s*[:.)-]\s+", re.I)
 _WRAPPING_QUOTES = re.compile(r'^["“”\'`]+|["“”\'`;,]+$')
 
 
@@ -41,9 +42,10 @@ def _from_json(text: str) -> list | None:
     return None
 
 
-def parse_list(text: str, limit: int | None = None) -> list[str]:
+def parse_list(text: str, limit: int | None = None, max_words: int = 0) -> list[str]:
     """Items from JSON ({"items": [...]} or [...]) or from numbered/bulleted/plain lines;
-    cleaned, de-duplicated case-insensitively, in order."""
+    cleaned, de-duplicated case-insensitively, in order; items over max_words are dropped
+    (a model that explains instead of listing)."""
     items = _from_json(text)
     if items is None:
         items = []
@@ -54,9 +56,10 @@ def parse_list(text: str, limit: int | None = None) -> list[str]:
             items.append(_BULLET.sub("", line))
     seen, out = set(), []
     for item in items:
-        item = _WRAPPING_QUOTES.sub("", re.sub(r"\s+", " ", item).strip()).strip()
+        item = _LABEL.sub("", re.sub(r"\s+", " ", item).strip())
+        item = _WRAPPING_QUOTES.sub("", item).strip()
         key = item.casefold().rstrip(".?!")
-        if len(item) < 3 or key in seen:
+        if len(item) < 3 or key in seen or (max_words and len(item.split()) > max_words):
             continue
         seen.add(key)
         out.append(item)

@@ -39,7 +39,7 @@ async def questions_for(sub: dict, cfg: RunConfig, gw: Gateway, run_id: str) -> 
              run_id=run_id, created_at=now, sector="world", kind="question",
              meta_topic=sub["meta_topic"], subtopic=sub["name"], text=text, idx=i,
              model=comp.model, prompt_version=prompt.version, llm_call_id=comp.call_id)
-        for i, text in enumerate(parse_list(comp.text, limit=n))
+        for i, text in enumerate(parse_list(comp.text, limit=n, max_words=45))
     ]
 
 

@@ -42,7 +42,7 @@ async def expand_meta_topic(meta: dict, cfg: RunConfig, gw: Gateway, run_id: str
         dict(id=row_id(meta["id"], "subtopic", i, prompt.version), parent_id=meta["id"],
              run_id=run_id, created_at=now, level="subtopic", meta_topic=meta["name"], name=name,
              idx=i, model=comp.model, prompt_version=prompt.version, llm_call_id=comp.call_id)
-        for i, name in enumerate(parse_list(comp.text, limit=n))
+        for i, name in enumerate(parse_list(comp.text, limit=n, max_words=10))
     ]
 
 

@@ -117,6 +117,9 @@ class Warehouse:
         fh.write(f"pid {os.getpid()} since {dt.datetime.now(dt.UTC).isoformat()}")
         fh.flush()
         self._lock_fh = fh
+        # Temp files of a writer that was killed mid-write; no glob ever saw them.
+        for tmp in self.root.glob("**/.*.tmp"):
+            tmp.unlink(missing_ok=True)
 
     def release_writer(self) -> None:
         if self._lock_fh is not None:

@@ -1,0 +1,93 @@
+"""Shared fixtures: a real Prefect server for the session, the fake OpenAI server, configs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_PREFECT_HOME = tempfile.mkdtemp(prefix="convoforge-prefect-")
+os.environ.update(
+    PREFECT_HOME=_PREFECT_HOME,
+    PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    DO_NOT_TRACK="1",
+    PREFECT_LOGGING_LEVEL="WARNING",
+)
+for name in [k for k in os.environ if k.startswith("CONVOFORGE__")]:
+    del os.environ[name]  # a developer's shell must not change what the tests see
+
+from tests.doubles.fake_openai import FakeOpenAI  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """A real `prefect server start` on SQLite; flows in tests and subprocesses report to it."""
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    log = open(Path(_PREFECT_HOME) / "server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+         "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"prefect server did not start: {Path(log.name).read_text()[-2000:]}")
+        time.sleep(0.5)
+    os.environ["PREFECT_API_URL"] = api
+    yield api
+    os.environ.pop("PREFECT_API_URL", None)
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+    shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
+
+
+@pytest.fixture
+def fake():
+    with FakeOpenAI() as srv:
+        yield srv
+
+
+def fake_config(tmp_path: Path, url: str, **overrides):
+    """A small RunConfig whose every role talks to the fake server, with fast retries."""
+    from convoforge.config import merge
+    from schemas.config import RunConfig
+
+    role = {"base_url": url, "model": "fake-model", "api_key_env": "CONVOFORGE_TEST_KEY",
+            "usd_per_1m_input": 0.15, "usd_per_1m_output": 0.6}
+    data = {
+        "warehouse": {"root": str(tmp_path / "wh")},
+        "topics": {"limit_meta_topics": 2, "subtopics_per_topic": 3},
+        "questions": {"per_subtopic": 2},
+        "dialogues": {"rounds_min": 3, "rounds_max": 3, "flush_every": 3},
+        "llm": {"concurrency": 4, "backoff_base_s": 0.01, "backoff_max_s": 0.2,
+                "timeout_s": 5, **{r: dict(role) for r in
+                                   ("question_writer", "user_simulator", "assistant", "judge")}},
+    }
+    return RunConfig.model_validate(merge(data, overrides))

@@ -1,0 +1,86 @@
+"""The build flow on a real Prefect server against the fake OpenAI server."""
+
+import pytest
+
+from tests.conftest import fake_config
+from tests.doubles.fake_openai import Faults
+from warehouse.store import Warehouse
+
+
+@pytest.fixture
+def build(prefect_server):
+    from flows.build import build_dataset
+
+    return build_dataset
+
+
+def _counts(wh: Warehouse) -> dict:
+    return wh.query(
+        "SELECT (SELECT count(*) FROM topics) t, (SELECT count(*) FROM openers) o, "
+        "(SELECT count(*) FROM dialogues) d, (SELECT count(*) FROM llm_calls) c"
+    ).to_pylist()[0]
+
+
+def test_build_then_rebuild_finds_its_work_done(tmp_path, fake, build):
+    cfg = fake_config(tmp_path, fake.url)
+    summary = build(config=cfg)
+    assert summary["status"] == "completed"
+    wh = Warehouse(cfg.warehouse.root)
+    # 2 meta-topics -> 3 subtopics each -> 2 questions each -> 12 dialogues of 3 rounds.
+    assert _counts(wh) == {"t": 2 + 6, "o": 12, "d": 12, "c": 2 + 6 + 12 * 5}
+    rounds = wh.query("SELECT rounds, len(turns) AS n FROM dataset").to_pylist()
+    assert rounds == [{"rounds": 3, "n": 6}] * 12
+    turns = wh.query("SELECT turns FROM dataset LIMIT 1").to_pylist()[0]["turns"]
+    assert [t["role"] for t in turns] == ["user", "assistant"] * 3
+    lineage = wh.query("SELECT * FROM lineage").to_pylist()
+    assert len(lineage) == 12 and all(r["meta_topic"] in ("Technology", "Health and wellness")
+                                      and r["subtopic"] and r["opener"] for r in lineage)
+    assert summary["llm_calls"] == 68 and summary["cache_hits"] == 0
+
+    answered = fake.stats.answered
+    again = build(config=cfg)
+    assert fake.stats.answered == answered, "a re-run asked the endpoint again"
+    assert _counts(wh) == {"t": 8, "o": 12, "d": 12, "c": 68}
+    assert again["llm_calls"] == 0
+    runs = wh.query("SELECT status FROM runs").to_pylist()
+    assert runs == [{"status": "completed"}] * 2
+
+
+def test_thirty_percent_faults_every_opener_accounted_for(tmp_path, fake, build):
+    def always(body):  # the first question of every subtopic can never be answered
+        first_user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        return "500" if body["messages"][0]["content"].startswith("You are a helpful") \
+            and first_user.endswith(" 0 matter?") else None
+
+    fake.faults = Faults(rate=0.3, kinds=("429", "500", "timeout"), retry_after_s=0.05,
+                         hang_s=1.5, seed=3, always=always)
+    cfg = fake_config(tmp_path, fake.url, llm={"timeout_s": 1.0, "max_attempts": 8})
+    summary = build(config=cfg)
+    wh = Warehouse(cfg.warehouse.root)
+    poisoned = 6 * 8  # six openers, eight attempts each
+    random_faults = sum(fake.stats.faults.values()) - poisoned
+    assert random_faults >= 0.2 * (fake.stats.requests - poisoned), fake.stats.faults
+    openers = set(wh.query("SELECT id FROM openers").column("id").to_pylist())
+    assert len(openers) == 12, summary
+    rows = wh.query("SELECT parent_id, status, failure_reason FROM dialogues").to_pylist()
+    assert {r["parent_id"] for r in rows} == openers, "an opener vanished without a trace"
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert len(failed) == 6 and all("http 500 after 8 attempts" in r["failure_reason"] for r in failed)
+    assert all(r["failure_reason"] is None for r in rows if r["status"] == "complete")
+    assert summary["failures"] == {"http 500 after 8 attempts": len(failed)}
+    errors = wh.query("SELECT count(*) AS n FROM llm_calls WHERE status = 'error'").to_pylist()
+    assert errors == [{"n": len(failed)}]
+
+
+def test_budget_stops_cleanly_and_resumes(tmp_path, fake, build):
+    cfg = fake_config(tmp_path, fake.url, llm={"budget_tokens": 1500, "concurrency": 1})
+    first = build(config=cfg)
+    assert first["status"].startswith("stopped: budget")
+    wh = Warehouse(cfg.warehouse.root)
+    done = wh.query("SELECT count(*) AS n FROM dataset").to_pylist()[0]["n"]
+    assert done < 12
+    rest = build(config=cfg.model_copy(update={"llm": cfg.llm.model_copy(
+        update={"budget_tokens": 0})}))
+    assert rest["status"] == "completed"
+    ids = wh.query("SELECT id FROM dialogues WHERE status = 'complete'").column("id").to_pylist()
+    assert len(ids) == len(set(ids)) == 12
