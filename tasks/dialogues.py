@@ -113,9 +113,10 @@ def openers_to_do(cfg: RunConfig, wh: Warehouse) -> list[dict]:
         "AND meta_topic IN (SELECT unnest(?)) ORDER BY id",
         [cfg.sectors, metas],
     ).to_pylist()
+    if cfg.dialogues.max_dialogues:
+        openers = openers[: cfg.dialogues.max_dialogues]
     done = wh.ids("dialogues", "status = 'complete'")
-    todo = [o for o in openers if dialogue_id(o["id"]) not in done]
-    return todo[: cfg.dialogues.max_openers] if cfg.dialogues.max_openers else todo
+    return [o for o in openers if dialogue_id(o["id"]) not in done]
 
 
 async def dialogues_stage(cfg: RunConfig, wh: Warehouse, gw: Gateway, run_id: str) -> dict:
