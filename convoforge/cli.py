@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 # Before Prefect is imported: no telemetry from a tool that runs offline.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -27,13 +27,13 @@ app = typer.Typer(
 err = Console(stderr=True)
 out = Console()
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML run config")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML run config")]
 SetOpt = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--set", "-s", help="Override a config key, e.g. --set dialogues.rounds_min=4"),
 ]
 WarehouseOpt = Annotated[
-    Optional[str], typer.Option("--warehouse", "-w", help="Warehouse root (overrides config)")
+    str | None, typer.Option("--warehouse", "-w", help="Warehouse root (overrides config)")
 ]
 
 
@@ -54,8 +54,14 @@ def _progress_bar():
 
     from convoforge import progress as prog
 
-    bar = Progress("[bold]{task.description}", BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), console=err, transient=False)
+    bar = Progress(
+        "[bold]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
     ids: dict[str, int] = {}
 
     def listener(stage: str, done: int, total: int) -> None:
@@ -72,12 +78,20 @@ def _print_summary(summary: dict) -> None:
     for col in ("stage", "rows written", "LLM calls", "cache hits", "tokens", "wall s"):
         t.add_column(col, justify="right" if col != "stage" else "left")
     for name, s in summary["stages"].items():
-        t.add_row(name, str(s["rows_written"]), str(s["llm_calls"]), str(s["cache_hits"]),
-                  str(s["prompt_tokens"] + s["completion_tokens"]), f"{s['wall_s']:.1f}")
+        t.add_row(
+            name,
+            str(s["rows_written"]),
+            str(s["llm_calls"]),
+            str(s["cache_hits"]),
+            str(s["prompt_tokens"] + s["completion_tokens"]),
+            f"{s['wall_s']:.1f}",
+        )
     out.print(t)
     out.print(f"warehouse rows: {summary['warehouse_rows']}")
-    out.print(f"failures: {summary['failures'] or 'none'}   cost: ${summary['cost_usd']:.4f}   "
-              f"wall time: {summary['wall_s']:.1f}s")
+    out.print(
+        f"failures: {summary['failures'] or 'none'}   cost: ${summary['cost_usd']:.4f}   "
+        f"wall time: {summary['wall_s']:.1f}s"
+    )
 
 
 @app.command()
@@ -85,8 +99,8 @@ def run(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     warehouse: WarehouseOpt = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed (overrides config)")] = None,
-    run_id: Annotated[Optional[str], typer.Option(help="Run id (default: time + random)")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (overrides config)")] = None,
+    run_id: Annotated[str | None, typer.Option(help="Run id (default: time + random)")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the whole DAG. Re-running with the same config resumes: finished work is skipped and
@@ -95,8 +109,10 @@ def run(
     Example: convoforge run --config examples/tiny.toml
     """
     cfg = _config(config, set_, warehouse, seed=seed)
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     for noisy in ("httpx", "httpx2", "openai"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from flows.build import build_dataset
@@ -110,16 +126,23 @@ def run(
         err.print(f"[red]error:[/] {e}")
         raise typer.Exit(3) from None
     _print_summary(summary)
-    out.print(f"query it: convoforge sql --warehouse {cfg.warehouse.root} "
-              "\"select sector, count(*) from dataset group by 1\"")
+    out.print(
+        f"query it: convoforge sql --warehouse {cfg.warehouse.root} "
+        '"select sector, count(*) from dataset group by 1"'
+    )
     if summary["status"] != "completed":
         raise typer.Exit(4)
 
 
 @app.command()
 def sql(
-    query: Annotated[str, typer.Argument(help="SQL over the views: topics, openers, dialogues, "
-                                              "llm_calls, runs, dataset, lineage, stats, cost_by_stage")],
+    query: Annotated[
+        str,
+        typer.Argument(
+            help="SQL over the views: topics, openers, dialogues, "
+            "llm_calls, runs, dataset, lineage, stats, cost_by_stage"
+        ),
+    ],
     config: ConfigOpt = None,
     set_: SetOpt = None,
     warehouse: WarehouseOpt = None,
@@ -150,7 +173,7 @@ def sql(
         err.print(f"[red]error:[/] {e}")
         raise typer.Exit(1) from None
     if fmt == "json":
-        out.print_json(json.dumps([dict(zip(columns, r)) for r in rows], default=str))
+        out.print_json(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str))
     elif fmt == "csv":
         import csv
 

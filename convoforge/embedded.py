@@ -69,7 +69,10 @@ def embedded_server(cfg: EmbeddedConfig) -> Iterator[str]:
     logfile = tempfile.NamedTemporaryFile(prefix="convoforge-llama-", suffix=".log", delete=False)
     log.info("starting embedded llama.cpp server on %s (log: %s)", base_url, logfile.name)
     proc = subprocess.Popen(
-        cmd, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        cmd,
+        stdout=logfile,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
         start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
     )
 

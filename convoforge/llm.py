@@ -109,7 +109,8 @@ class Gateway:
         # The budget is per run: stages that ran before this gateway count too.
         spent = warehouse.query(
             "SELECT coalesce(sum(prompt_tokens + completion_tokens), 0) AS t, "
-            "coalesce(sum(cost_usd), 0) AS usd FROM llm_calls WHERE run_id = ?", [run_id]
+            "coalesce(sum(cost_usd), 0) AS usd FROM llm_calls WHERE run_id = ?",
+            [run_id],
         ).to_pylist()[0]
         self._spent_before = (int(spent["t"]), float(spent["usd"]))
         self._journal_path = warehouse.journal_path("llm_calls", run_id)
@@ -125,8 +126,13 @@ class Gateway:
             "(PARTITION BY id ORDER BY created_at) = 1"
         ).to_pylist()
         return {
-            r["id"]: (r["response"], r["finish_reason"], r["prompt_tokens"] or 0,
-                      r["completion_tokens"] or 0, r["model"])
+            r["id"]: (
+                r["response"],
+                r["finish_reason"],
+                r["prompt_tokens"] or 0,
+                r["completion_tokens"] or 0,
+                r["model"],
+            )
             for r in rows
         }
 
@@ -150,8 +156,9 @@ class Gateway:
     def _client(self, role: str, rc: RoleConfig) -> openai.AsyncOpenAI:
         if role not in self._clients:
             if not rc.base_url:
-                raise LLMError(f"role {role} has no base_url (is the embedded server up?)",
-                               fatal=True)
+                raise LLMError(
+                    f"role {role} has no base_url (is the embedded server up?)", fatal=True
+                )
             key = os.environ.get(rc.api_key_env) or "not-needed"
             self._clients[role] = openai.AsyncOpenAI(
                 base_url=rc.base_url, api_key=key, max_retries=0, timeout=self.cfg.llm.timeout_s
@@ -217,8 +224,14 @@ class Gateway:
     async def _call(self, role: str, rc: RoleConfig, request: dict, key: str) -> Completion:
         llm = self.cfg.llm
         client = self._client(role, rc)
-        row = {"id": key, "run_id": self.run_id, "role": role, "endpoint": rc.base_url,
-               "model": rc.model, "request": canonical_json(request)}
+        row = {
+            "id": key,
+            "run_id": self.run_id,
+            "role": role,
+            "endpoint": rc.base_url,
+            "model": rc.model,
+            "request": canonical_json(request),
+        }
         attempt = 0
         started = time.monotonic()
         async with self._limit(rc.base_url):
@@ -248,19 +261,41 @@ class Gateway:
         self.stats.prompt_tokens += pt
         self.stats.completion_tokens += ct
         self.stats.cost_usd += cost
-        self._record({**row, "created_at": utcnow().isoformat(), "response": text,
-                      "finish_reason": finish, "prompt_tokens": pt, "completion_tokens": ct,
-                      "latency_ms": (time.monotonic() - started) * 1000, "attempts": attempt,
-                      "cost_usd": cost, "status": "ok", "error": None})
+        self._record(
+            {
+                **row,
+                "created_at": utcnow().isoformat(),
+                "response": text,
+                "finish_reason": finish,
+                "prompt_tokens": pt,
+                "completion_tokens": ct,
+                "latency_ms": (time.monotonic() - started) * 1000,
+                "attempts": attempt,
+                "cost_usd": cost,
+                "status": "ok",
+                "error": None,
+            }
+        )
         self._cache[key] = (text, finish, pt, ct, rc.model)
         return Completion(text, finish, key, rc.model, pt, ct, cached=False)
 
     def _fail(self, row: dict, attempts: int, started: float, reason: str, fatal=False):
         self.stats.failures[reason.split(" after ")[0]] += 1
-        self._record({**row, "created_at": utcnow().isoformat(), "response": None,
-                      "finish_reason": None, "prompt_tokens": 0, "completion_tokens": 0,
-                      "latency_ms": (time.monotonic() - started) * 1000, "attempts": attempts,
-                      "cost_usd": 0.0, "status": "error", "error": reason})
+        self._record(
+            {
+                **row,
+                "created_at": utcnow().isoformat(),
+                "response": None,
+                "finish_reason": None,
+                "prompt_tokens": 0,
+                "completion_tokens": 0,
+                "latency_ms": (time.monotonic() - started) * 1000,
+                "attempts": attempts,
+                "cost_usd": 0.0,
+                "status": "error",
+                "error": reason,
+            }
+        )
         raise LLMError(reason, fatal=fatal)
 
     async def _once(self, client: openai.AsyncOpenAI, request: dict) -> tuple:
@@ -276,8 +311,9 @@ class Gateway:
             if e.status_code >= 500 or e.status_code in (408, 409):
                 raise _Retryable(f"http {e.status_code}", _retry_after(e.response.headers)) from e
             detail = str(e.message)[:200]
-            raise LLMError(f"{_error_code(e)}: {detail}",
-                           fatal=e.status_code in (401, 403, 404)) from e
+            raise LLMError(
+                f"{_error_code(e)}: {detail}", fatal=e.status_code in (401, 403, 404)
+            ) from e
         except (openai.APIResponseValidationError, json.JSONDecodeError, ValueError) as e:
             raise _Retryable("malformed response") from e
         choices = getattr(resp, "choices", None)

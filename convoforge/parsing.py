@@ -36,7 +36,9 @@ def _from_json(text: str) -> list | None:
     except json.JSONDecodeError:
         return None
     if isinstance(data, dict):
-        data = data.get(LIST_SCHEMA_KEY, next((v for v in data.values() if isinstance(v, list)), None))
+        data = data.get(
+            LIST_SCHEMA_KEY, next((v for v in data.values() if isinstance(v, list)), None)
+        )
     if isinstance(data, list):
         return [x for x in data if isinstance(x, str)]
     return None

@@ -25,5 +25,9 @@ def load_prompt(name: str) -> Prompt:
     if not resource.is_file():
         raise FileNotFoundError(f"no prompt named {name!r} in prompts/")
     data = tomllib.loads(resource.read_text(encoding="utf-8"))
-    return Prompt(name=name, version=f"{name}@{data['version']}", system=data["system"].strip(),
-                  user=data.get("user", "").strip())
+    return Prompt(
+        name=name,
+        version=f"{name}@{data['version']}",
+        system=data["system"].strip(),
+        user=data.get("user", "").strip(),
+    )

@@ -38,8 +38,10 @@ def summarize(run_id: str, reports: list[dict], wh: Warehouse, wall_s: float) ->
     return {
         "run_id": run_id,
         "status": f"stopped: budget ({stopped})" if stopped else "completed",
-        "stages": {r["stage"]: {k: r.get(k, 0) for k in ("rows_written", *SUMMED, "wall_s")}
-                   for r in reports},
+        "stages": {
+            r["stage"]: {k: r.get(k, 0) for k in ("rows_written", *SUMMED, "wall_s")}
+            for r in reports
+        },
         **{k: round(sum(r.get(k, 0) for r in reports), 6) for k in SUMMED},
         "failures": failures,
         "warehouse_rows": totals,
@@ -48,7 +50,7 @@ def summarize(run_id: str, reports: list[dict], wh: Warehouse, wall_s: float) ->
 
 
 @flow(name="build-dataset", log_prints=True)
-def build_dataset(config: RunConfig = RunConfig(), run_id: str | None = None) -> dict:
+def build_dataset(config: RunConfig = RunConfig(), run_id: str | None = None) -> dict:  # noqa: B008 (a pydantic default renders the UI form)
     """Build (or resume) a dataset: every stage skips the work the warehouse already holds."""
     started = time.monotonic()
     run_id = run_id or new_run_id()

@@ -138,7 +138,7 @@ async def dialogues_stage(cfg: RunConfig, wh: Warehouse, gw: Gateway, run_id: st
             return e
 
     with track("dialogues", len(todo)) as progress:
-        async for opener, row in as_completed_bounded(todo, one, cfg.llm.concurrency):
+        async for _opener, row in as_completed_bounded(todo, one, cfg.llm.concurrency):
             progress.advance()
             if isinstance(row, BudgetExhausted):
                 stopped = str(row)  # unfinished dialogues stay unwritten and resume later
@@ -150,9 +150,14 @@ async def dialogues_stage(cfg: RunConfig, wh: Warehouse, gw: Gateway, run_id: st
             if len(buffer) >= cfg.dialogues.flush_every:
                 flush()
     flush()
-    return {"stage": "dialogues", "rows_written": counts["complete"] + counts["failed"],
-            "complete": counts["complete"], "failed": counts["failed"], "failures": failures,
-            "stopped": stopped}
+    return {
+        "stage": "dialogues",
+        "rows_written": counts["complete"] + counts["failed"],
+        "complete": counts["complete"],
+        "failed": counts["failed"],
+        "failures": failures,
+        "stopped": stopped,
+    }
 
 
 @task(name="dialogues")

@@ -35,10 +35,21 @@ async def questions_for(sub: dict, cfg: RunConfig, gw: Gateway, run_id: str) -> 
     )
     now = utcnow()
     return [
-        dict(id=row_id(sub["id"], "question", i, prompt.version), parent_id=sub["id"],
-             run_id=run_id, created_at=now, sector="world", kind="question",
-             meta_topic=sub["meta_topic"], subtopic=sub["name"], text=text, idx=i,
-             model=comp.model, prompt_version=prompt.version, llm_call_id=comp.call_id)
+        dict(
+            id=row_id(sub["id"], "question", i, prompt.version),
+            parent_id=sub["id"],
+            run_id=run_id,
+            created_at=now,
+            sector="world",
+            kind="question",
+            meta_topic=sub["meta_topic"],
+            subtopic=sub["name"],
+            text=text,
+            idx=i,
+            model=comp.model,
+            prompt_version=prompt.version,
+            llm_call_id=comp.call_id,
+        )
         for i, text in enumerate(parse_list(comp.text, limit=n, max_words=45))
     ]
 
@@ -46,8 +57,14 @@ async def questions_for(sub: dict, cfg: RunConfig, gw: Gateway, run_id: str) -> 
 async def questions_stage(cfg: RunConfig, wh: Warehouse, gw: Gateway, run_id: str) -> dict:
     subs = subtopics_in_scope(cfg, wh)
     return await fan_out(
-        "questions", "openers", subs, lambda s: questions_for(s, cfg, gw, run_id),
-        cfg, wh, run_id, label=lambda s: s["name"],
+        "questions",
+        "openers",
+        subs,
+        lambda s: questions_for(s, cfg, gw, run_id),
+        cfg,
+        wh,
+        run_id,
+        label=lambda s: s["name"],
     )
 
 

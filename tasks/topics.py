@@ -20,9 +20,19 @@ def meta_topic_rows(cfg: RunConfig, run_id: str) -> list[dict]:
     now = utcnow()
     # Keyed by name, not position: reordering the config list keeps every id.
     return [
-        dict(id=row_id(None, "meta_topic", name), parent_id=None, run_id=run_id, created_at=now,
-             level="meta", meta_topic=name, name=name, idx=i, model=None, prompt_version=None,
-             llm_call_id=None)
+        dict(
+            id=row_id(None, "meta_topic", name),
+            parent_id=None,
+            run_id=run_id,
+            created_at=now,
+            level="meta",
+            meta_topic=name,
+            name=name,
+            idx=i,
+            model=None,
+            prompt_version=None,
+            llm_call_id=None,
+        )
         for i, name in enumerate(names)
     ]
 
@@ -39,9 +49,19 @@ async def expand_meta_topic(meta: dict, cfg: RunConfig, gw: Gateway, run_id: str
     )
     now = utcnow()
     return [
-        dict(id=row_id(meta["id"], "subtopic", i, prompt.version), parent_id=meta["id"],
-             run_id=run_id, created_at=now, level="subtopic", meta_topic=meta["name"], name=name,
-             idx=i, model=comp.model, prompt_version=prompt.version, llm_call_id=comp.call_id)
+        dict(
+            id=row_id(meta["id"], "subtopic", i, prompt.version),
+            parent_id=meta["id"],
+            run_id=run_id,
+            created_at=now,
+            level="subtopic",
+            meta_topic=meta["name"],
+            name=name,
+            idx=i,
+            model=comp.model,
+            prompt_version=prompt.version,
+            llm_call_id=comp.call_id,
+        )
         for i, name in enumerate(parse_list(comp.text, limit=n, max_words=10))
     ]
 
@@ -51,8 +71,14 @@ async def topics_stage(cfg: RunConfig, wh: Warehouse, gw: Gateway, run_id: str) 
     existing = wh.ids("topics")
     wh.write("topics", [m for m in metas if m["id"] not in existing], run_id)
     return await fan_out(
-        "topics", "topics", metas, lambda m: expand_meta_topic(m, cfg, gw, run_id),
-        cfg, wh, run_id, label=lambda m: m["name"],
+        "topics",
+        "topics",
+        metas,
+        lambda m: expand_meta_topic(m, cfg, gw, run_id),
+        cfg,
+        wh,
+        run_id,
+        label=lambda m: m["name"],
     )
 
 

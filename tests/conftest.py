@@ -41,9 +41,20 @@ def prefect_server():
     api = f"http://127.0.0.1:{port}/api"
     log = open(Path(_PREFECT_HOME) / "server.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-         "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 90
     while True:
@@ -54,7 +65,9 @@ def prefect_server():
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            raise RuntimeError(f"prefect server did not start: {Path(log.name).read_text()[-2000:]}")
+            raise RuntimeError(
+                f"prefect server did not start: {Path(log.name).read_text()[-2000:]}"
+            )
         time.sleep(0.5)
     os.environ["PREFECT_API_URL"] = api
     yield api
@@ -79,15 +92,24 @@ def fake_config(tmp_path: Path, url: str, **overrides):
     from convoforge.config import merge
     from schemas.config import RunConfig
 
-    role = {"base_url": url, "model": "fake-model", "api_key_env": "CONVOFORGE_TEST_KEY",
-            "usd_per_1m_input": 0.15, "usd_per_1m_output": 0.6}
+    role = {
+        "base_url": url,
+        "model": "fake-model",
+        "api_key_env": "CONVOFORGE_TEST_KEY",
+        "usd_per_1m_input": 0.15,
+        "usd_per_1m_output": 0.6,
+    }
     data = {
         "warehouse": {"root": str(tmp_path / "wh")},
         "topics": {"limit_meta_topics": 2, "subtopics_per_topic": 3},
         "questions": {"per_subtopic": 2},
         "dialogues": {"rounds_min": 3, "rounds_max": 3, "flush_every": 3},
-        "llm": {"concurrency": 4, "backoff_base_s": 0.01, "backoff_max_s": 0.2,
-                "timeout_s": 5, **{r: dict(role) for r in
-                                   ("question_writer", "user_simulator", "assistant", "judge")}},
+        "llm": {
+            "concurrency": 4,
+            "backoff_base_s": 0.01,
+            "backoff_max_s": 0.2,
+            "timeout_s": 5,
+            **{r: dict(role) for r in ("question_writer", "user_simulator", "assistant", "judge")},
+        },
     }
     return RunConfig.model_validate(merge(data, overrides))

@@ -1,5 +1,8 @@
 """The build flow on a real Prefect server against the fake OpenAI server."""
 
+import os
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import fake_config
@@ -21,7 +24,9 @@ def _counts(wh: Warehouse) -> dict:
     ).to_pylist()[0]
 
 
-def test_build_then_rebuild_finds_its_work_done(tmp_path, fake, build):
+def test_build_then_rebuild_finds_its_work_done(tmp_path, fake, build, monkeypatch, caplog):
+    secret = "sk-proj-PLANTED-4c1d2e3f"
+    monkeypatch.setenv("CONVOFORGE_TEST_KEY", secret)
     cfg = fake_config(tmp_path, fake.url)
     summary = build(config=cfg)
     assert summary["status"] == "completed"
@@ -33,8 +38,10 @@ def test_build_then_rebuild_finds_its_work_done(tmp_path, fake, build):
     turns = wh.query("SELECT turns FROM dataset LIMIT 1").to_pylist()[0]["turns"]
     assert [t["role"] for t in turns] == ["user", "assistant"] * 3
     lineage = wh.query("SELECT * FROM lineage").to_pylist()
-    assert len(lineage) == 12 and all(r["meta_topic"] in ("Technology", "Health and wellness")
-                                      and r["subtopic"] and r["opener"] for r in lineage)
+    assert len(lineage) == 12 and all(
+        r["meta_topic"] in ("Technology", "Health and wellness") and r["subtopic"] and r["opener"]
+        for r in lineage
+    )
     assert summary["llm_calls"] == 68 and summary["cache_hits"] == 0
 
     answered = fake.stats.answered
@@ -45,15 +52,34 @@ def test_build_then_rebuild_finds_its_work_done(tmp_path, fake, build):
     runs = wh.query("SELECT status FROM runs").to_pylist()
     assert runs == [{"status": "completed"}] * 2
 
+    # The key was used (the fake saw requests) but is stored nowhere: not in the warehouse,
+    # not in the Prefect server's database (flow parameters, logs), not in our logs.
+    prefect_db = list(Path(os.environ["PREFECT_HOME"]).glob("prefect.db*"))  # with its WAL
+    assert prefect_db
+    for f in [*Path(cfg.warehouse.root).rglob("*"), *prefect_db]:
+        if f.is_file():
+            assert secret.encode() not in f.read_bytes(), f"key leaked into {f}"
+    assert secret not in caplog.text
+
 
 def test_thirty_percent_faults_every_opener_accounted_for(tmp_path, fake, build):
     def always(body):  # the first question of every subtopic can never be answered
         first_user = next(m["content"] for m in body["messages"] if m["role"] == "user")
-        return "500" if body["messages"][0]["content"].startswith("You are a helpful") \
-            and first_user.endswith(" 0 matter?") else None
+        return (
+            "500"
+            if body["messages"][0]["content"].startswith("You are a helpful")
+            and first_user.endswith(" 0 matter?")
+            else None
+        )
 
-    fake.faults = Faults(rate=0.3, kinds=("429", "500", "timeout"), retry_after_s=0.05,
-                         hang_s=1.5, seed=3, always=always)
+    fake.faults = Faults(
+        rate=0.3,
+        kinds=("429", "500", "timeout"),
+        retry_after_s=0.05,
+        hang_s=1.5,
+        seed=3,
+        always=always,
+    )
     cfg = fake_config(tmp_path, fake.url, llm={"timeout_s": 1.0, "max_attempts": 8})
     summary = build(config=cfg)
     wh = Warehouse(cfg.warehouse.root)
@@ -65,7 +91,9 @@ def test_thirty_percent_faults_every_opener_accounted_for(tmp_path, fake, build)
     rows = wh.query("SELECT parent_id, status, failure_reason FROM dialogues").to_pylist()
     assert {r["parent_id"] for r in rows} == openers, "an opener vanished without a trace"
     failed = [r for r in rows if r["status"] == "failed"]
-    assert len(failed) == 6 and all("http 500 after 8 attempts" in r["failure_reason"] for r in failed)
+    assert len(failed) == 6 and all(
+        "http 500 after 8 attempts" in r["failure_reason"] for r in failed
+    )
     assert all(r["failure_reason"] is None for r in rows if r["status"] == "complete")
     assert summary["failures"] == {"http 500 after 8 attempts": len(failed)}
     errors = wh.query("SELECT count(*) AS n FROM llm_calls WHERE status = 'error'").to_pylist()
@@ -79,8 +107,9 @@ def test_budget_stops_cleanly_and_resumes(tmp_path, fake, build):
     wh = Warehouse(cfg.warehouse.root)
     done = wh.query("SELECT count(*) AS n FROM dataset").to_pylist()[0]["n"]
     assert done < 12
-    rest = build(config=cfg.model_copy(update={"llm": cfg.llm.model_copy(
-        update={"budget_tokens": 0})}))
+    rest = build(
+        config=cfg.model_copy(update={"llm": cfg.llm.model_copy(update={"budget_tokens": 0})})
+    )
     assert rest["status"] == "completed"
     ids = wh.query("SELECT id FROM dialogues WHERE status = 'complete'").column("id").to_pylist()
     assert len(ids) == len(set(ids)) == 12

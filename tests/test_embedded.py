@@ -49,14 +49,19 @@ def test_server_answers_structured_and_plain_then_stops(tmp_path):
 def test_build_on_the_embedded_model_and_resume(tmp_path, prefect_server):
     from flows.build import build_dataset
 
-    cfg = RunConfig.model_validate({
-        "warehouse": {"root": str(tmp_path / "wh")},
-        "topics": {"limit_meta_topics": 1, "subtopics_per_topic": 2},
-        "questions": {"per_subtopic": 2},
-        "dialogues": {"rounds_min": 2, "rounds_max": 2, "max_dialogues": 2},
-        "llm": {"concurrency": 2, "assistant": {"max_tokens": 96},
-                "user_simulator": {"max_tokens": 48}},
-    })
+    cfg = RunConfig.model_validate(
+        {
+            "warehouse": {"root": str(tmp_path / "wh")},
+            "topics": {"limit_meta_topics": 1, "subtopics_per_topic": 2},
+            "questions": {"per_subtopic": 2},
+            "dialogues": {"rounds_min": 2, "rounds_max": 2, "max_dialogues": 2},
+            "llm": {
+                "concurrency": 2,
+                "assistant": {"max_tokens": 96},
+                "user_simulator": {"max_tokens": 48},
+            },
+        }
+    )
     summary = build_dataset(config=cfg)
     assert summary["status"] == "completed", summary
     wh = Warehouse(cfg.warehouse.root)
@@ -74,9 +79,22 @@ def test_build_on_the_embedded_model_and_resume(tmp_path, prefect_server):
 def test_ctrl_c_stops_the_embedded_server(tmp_path, prefect_server):
     env = {**os.environ, "PREFECT_API_URL": prefect_server}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "convoforge.cli", "run", "--warehouse", str(tmp_path / "wh"),
-         "--set", "topics.limit_meta_topics=1", "--set", "topics.subtopics_per_topic=30"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "convoforge.cli",
+            "run",
+            "--warehouse",
+            str(tmp_path / "wh"),
+            "--set",
+            "topics.limit_meta_topics=1",
+            "--set",
+            "topics.subtopics_per_topic=30",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     port = None
     deadline = time.monotonic() + 120

@@ -84,10 +84,13 @@ def test_permanent_failure_is_recorded_with_reason(tmp_path, fake):
     assert rows == [{"status": "error", "error": "http 500 after 3 attempts", "attempts": 3}]
 
 
-@pytest.mark.parametrize(("kind", "fatal", "reason"), [
-    ("401", True, "http 401 invalid_api_key"),
-    ("400", False, "http 400 context_length_exceeded"),
-])
+@pytest.mark.parametrize(
+    ("kind", "fatal", "reason"),
+    [
+        ("401", True, "http 401 invalid_api_key"),
+        ("400", False, "http 400 context_length_exceeded"),
+    ],
+)
 def test_client_errors_are_not_retried(tmp_path, fake, kind, fatal, reason):
     fake.faults = Faults(always=lambda body: kind)
     _, wh, gw = _gateway(tmp_path, fake)

@@ -41,7 +41,10 @@ def _start(cfg_path: Path, prefect_server: str) -> subprocess.Popen:
     env = {**os.environ, "PREFECT_API_URL": prefect_server}
     return subprocess.Popen(
         [sys.executable, "-m", "convoforge.cli", "run", "--config", str(cfg_path)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -100,8 +103,12 @@ def test_sigkill_midway_then_resume(tmp_path, prefect_server):
     assert not list(root.rglob("*.tmp")) and not list((root / "_journal").rglob("*.jsonl"))
 
     wh = Warehouse(root)
-    for table, where in (("topics", ""), ("openers", ""), ("dialogues", "status='complete'"),
-                         ("llm_calls", "status='ok'")):
+    for table, where in (
+        ("topics", ""),
+        ("openers", ""),
+        ("dialogues", "status='complete'"),
+        ("llm_calls", "status='ok'"),
+    ):
         sql = f"SELECT count(*) AS n, count(DISTINCT id) AS u FROM {table}"
         n = wh.query(sql + (f" WHERE {where}" if where else "")).to_pylist()[0]
         assert n["n"] == n["u"], f"duplicate rows in {table}: {n}"

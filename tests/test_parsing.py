@@ -13,13 +13,18 @@ def test_numbered_bullets_headings_and_duplicates():
 - "Quantum computing."
 * Smart homes
 """
-    assert parse_list(text) == ["The impact of technology on society", "Quantum computing",
-                                "Smart homes"]
+    assert parse_list(text) == [
+        "The impact of technology on society",
+        "Quantum computing",
+        "Smart homes",
+    ]
 
 
 def test_limit_and_short_items():
     assert parse_list("1. ok\n2. a\n3. fine item\n4. more items", limit=2) == [
-        "fine item", "more items"]
+        "fine item",
+        "more items",
+    ]
 
 
 def test_labels_and_overlong_items():

@@ -16,9 +16,19 @@ NOW = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
 
 
 def topic(i: int, run_id: str = "r1") -> dict:
-    return dict(id=f"t{i}", parent_id=None, run_id=run_id, created_at=NOW, level="meta",
-                meta_topic="M", name=f"topic {i}", idx=i, model=None, prompt_version=None,
-                llm_call_id=None)
+    return dict(
+        id=f"t{i}",
+        parent_id=None,
+        run_id=run_id,
+        created_at=NOW,
+        level="meta",
+        meta_topic="M",
+        name=f"topic {i}",
+        idx=i,
+        model=None,
+        prompt_version=None,
+        llm_call_id=None,
+    )
 
 
 def test_write_and_read_back_with_run_partition(tmp_path):
@@ -26,15 +36,27 @@ def test_write_and_read_back_with_run_partition(tmp_path):
     wh.write("topics", [topic(1), topic(2)], "r1")
     wh.write("topics", [topic(3, "r2")], "r2")
     rows = wh.query("SELECT id, run_id FROM topics ORDER BY id").to_pylist()
-    assert rows == [{"id": "t1", "run_id": "r1"}, {"id": "t2", "run_id": "r1"},
-                    {"id": "t3", "run_id": "r2"}]
+    assert rows == [
+        {"id": "t1", "run_id": "r1"},
+        {"id": "t2", "run_id": "r1"},
+        {"id": "t3", "run_id": "r2"},
+    ]
     assert len(list((tmp_path / "topics" / "run_id=r1").glob("part-*.parquet"))) == 1
 
 
 def test_views_work_on_an_empty_warehouse(tmp_path):
     wh = Warehouse(tmp_path)
-    for view in ("topics", "openers", "dialogues", "llm_calls", "dataset", "lineage", "stats",
-                 "cost_by_stage", "runs"):
+    for view in (
+        "topics",
+        "openers",
+        "dialogues",
+        "llm_calls",
+        "dataset",
+        "lineage",
+        "stats",
+        "cost_by_stage",
+        "runs",
+    ):
         assert wh.query(f"SELECT count(*) AS n FROM {view}").to_pylist() == [{"n": 0}]
 
 
@@ -80,8 +102,10 @@ def test_journal_compaction_survives_a_torn_line_and_is_idempotent(tmp_path):
     wh = Warehouse(tmp_path)
     j = wh.journal_path("llm_calls", "r1")
     j.parent.mkdir(parents=True)
-    row = '{"id": "h%d", "run_id": "r1", "created_at": "2026-11-26T00:00:00+00:00", ' \
-          '"status": "ok", "response": "x"}\n'
+    row = (
+        '{"id": "h%d", "run_id": "r1", "created_at": "2026-11-26T00:00:00+00:00", '
+        '"status": "ok", "response": "x"}\n'
+    )
     j.write_text(row % 1 + row % 2 + '{"id": "h3", "run_id": "r1", "crea')
     assert wh.compact_journals("llm_calls") == 2
     assert not j.exists()
@@ -126,8 +150,9 @@ def test_analysts_read_the_catalog_while_a_writer_adds_rows(tmp_path):
             time.sleep(0.1)
         print(seen)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", reader], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", reader], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     wh.acquire_writer()
     for i in range(10):
         wh.write("topics", [topic(i)], "r1")

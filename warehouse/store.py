@@ -141,7 +141,9 @@ class Warehouse:
 
     # ---- journal: rows made durable one at a time, compacted into Parquet ---------------
     def journal_path(self, table: str, run_id: str) -> Path:
-        return self.root / "_journal" / table / f"{run_id}-{os.getpid()}-{uuid.uuid4().hex[:6]}.jsonl"
+        return (
+            self.root / "_journal" / table / f"{run_id}-{os.getpid()}-{uuid.uuid4().hex[:6]}.jsonl"
+        )
 
     def compact_journals(self, table: str) -> int:
         """Turn every closed journal of a table into a Parquet part; idempotent after a crash."""
@@ -163,7 +165,9 @@ class Warehouse:
             for run_id, run_rows in by_run.items():
                 t = conform(table, run_rows).drop_columns(["run_id"])
                 # Named after the journal, so redoing an interrupted compaction overwrites it.
-                dest = self.table_dir(table) / f"run_id={run_id}" / f"part-journal-{path.stem}.parquet"
+                dest = (
+                    self.table_dir(table) / f"run_id={run_id}" / f"part-journal-{path.stem}.parquet"
+                )
                 _atomic_write_parquet(t, dest)
             path.unlink()
             rows_total += len(rows)

@@ -63,8 +63,10 @@ def body_hash(body: dict) -> str:
 
 
 def _words(n: int, seed: str) -> str:
-    vocab = ("river light garden signal memory harbor method pattern orbit lantern theory "
-             "market canvas bridge season engine fabric island ledger meadow").split()
+    vocab = (
+        "river light garden signal memory harbor method pattern orbit lantern theory "
+        "market canvas bridge season engine fabric island ledger meadow"
+    ).split()
     rng = random.Random(seed)
     return " ".join(rng.choice(vocab) for _ in range(n))
 
@@ -111,8 +113,13 @@ class Stats:
 
 
 class FakeOpenAI:
-    def __init__(self, responder: Callable[[dict], str] = default_responder,
-                 faults: Faults | None = None, latency_s: float = 0.0, model: str = "fake-model"):
+    def __init__(
+        self,
+        responder: Callable[[dict], str] = default_responder,
+        faults: Faults | None = None,
+        latency_s: float = 0.0,
+        model: str = "fake-model",
+    ):
         self.responder = responder
         self.faults = faults or Faults()
         self.latency_s = latency_s
@@ -187,12 +194,31 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path.rstrip("/").endswith("/models"):
-            self._send_json(200, {"object": "list", "data": [
-                {"id": self.owner.model, "object": "model", "created": 1700000000,
-                 "owned_by": "convoforge-tests"}]})
+            self._send_json(
+                200,
+                {
+                    "object": "list",
+                    "data": [
+                        {
+                            "id": self.owner.model,
+                            "object": "model",
+                            "created": 1700000000,
+                            "owned_by": "convoforge-tests",
+                        }
+                    ],
+                },
+            )
         else:
-            self._send_json(404, {"error": {"message": f"Unknown path {self.path}",
-                                            "type": "invalid_request_error", "code": None}})
+            self._send_json(
+                404,
+                {
+                    "error": {
+                        "message": f"Unknown path {self.path}",
+                        "type": "invalid_request_error",
+                        "code": None,
+                    }
+                },
+            )
 
     def do_POST(self) -> None:
         fake = self.owner
@@ -200,8 +226,16 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body = json.loads(raw)
         except json.JSONDecodeError:
-            self._send_json(400, {"error": {"message": "We could not parse the JSON body",
-                                            "type": "invalid_request_error", "code": None}})
+            self._send_json(
+                400,
+                {
+                    "error": {
+                        "message": "We could not parse the JSON body",
+                        "type": "invalid_request_error",
+                        "code": None,
+                    }
+                },
+            )
             return
         with fake._lock:
             fake.stats.requests += 1
@@ -218,16 +252,30 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.path.endswith("/embeddings"):
             self._embeddings(body)
         else:
-            self._send_json(404, {"error": {"message": f"Unknown path {self.path}",
-                                            "type": "invalid_request_error", "code": None}})
+            self._send_json(
+                404,
+                {
+                    "error": {
+                        "message": f"Unknown path {self.path}",
+                        "type": "invalid_request_error",
+                        "code": None,
+                    }
+                },
+            )
 
     def _fault(self, kind: str) -> None:
         f = self.owner.faults
         if kind == "429":
-            self._send_json(429, ERROR_429, {
-                "retry-after": f"{f.retry_after_s:g}",
-                "x-ratelimit-limit-requests": "500", "x-ratelimit-remaining-requests": "0",
-                "x-ratelimit-reset-requests": f"{int(f.retry_after_s * 1000)}ms"})
+            self._send_json(
+                429,
+                ERROR_429,
+                {
+                    "retry-after": f"{f.retry_after_s:g}",
+                    "x-ratelimit-limit-requests": "500",
+                    "x-ratelimit-remaining-requests": "0",
+                    "x-ratelimit-reset-requests": f"{int(f.retry_after_s * 1000)}ms",
+                },
+            )
         elif kind == "500":
             self._send_json(500, ERROR_500)
         elif kind == "401":
@@ -262,23 +310,35 @@ class _Handler(BaseHTTPRequestHandler):
     def _chat_reply(self, content: str, body: dict) -> None:
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
         completion_tokens = len(content.split())
-        self._send_json(200, {
-            "id": f"chatcmpl-{random.getrandbits(64):016x}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body.get("model") or self.owner.model,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": content, "refusal": None,
-                            "annotations": []},
-                "logprobs": None,
-                "finish_reason": "stop",
-            }],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
-            "service_tier": "default",
-            "system_fingerprint": "fp_convoforge_fake",
-        })
+        self._send_json(
+            200,
+            {
+                "id": f"chatcmpl-{random.getrandbits(64):016x}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model") or self.owner.model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {
+                            "role": "assistant",
+                            "content": content,
+                            "refusal": None,
+                            "annotations": [],
+                        },
+                        "logprobs": None,
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
+                "service_tier": "default",
+                "system_fingerprint": "fp_convoforge_fake",
+            },
+        )
 
     def _embeddings(self, body: dict) -> None:
         inputs = body.get("input", [])
@@ -293,8 +353,15 @@ class _Handler(BaseHTTPRequestHandler):
                 emb = vec
             data.append({"object": "embedding", "index": i, "embedding": emb})
         tokens = sum(len(str(t).split()) for t in inputs)
-        self._send_json(200, {"object": "list", "data": data, "model": body.get("model"),
-                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+        self._send_json(
+            200,
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+        )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,69 @@
+"""The command line as a user meets it: clear errors, SQL over the catalog, a resolved config."""
+
+import datetime as dt
+import json
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+from warehouse.store import Warehouse
+
+
+def cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "convoforge.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+
+
+def test_invalid_config_names_field_and_value_before_any_work(tmp_path):
+    r = cli("run", "--warehouse", str(tmp_path / "wh"), "--set", "llm.concurrency=0")
+    assert r.returncode == 2
+    assert "llm.concurrency = 0" in r.stderr and "greater than or equal to 1" in r.stderr
+    assert not (tmp_path / "wh").exists(), "work started despite a bad config"
+
+
+def test_config_command_prints_the_resolved_config(tmp_path):
+    r = cli("config", "--config", "examples/tiny.toml", "--set", "seed=99")
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads(r.stdout)
+    assert cfg["seed"] == 99 and cfg["topics"]["limit_meta_topics"] == 2
+
+
+def test_sql_reads_the_catalog(tmp_path):
+    wh = Warehouse(tmp_path)
+    now = dt.datetime.now(dt.UTC)
+    wh.write(
+        "topics",
+        [
+            dict(
+                id=f"t{i}",
+                parent_id=None,
+                run_id="r",
+                created_at=now,
+                level="meta",
+                meta_topic="Music",
+                name=f"n{i}",
+                idx=i,
+                model=None,
+                prompt_version=None,
+                llm_call_id=None,
+            )
+            for i in range(3)
+        ],
+        "r",
+    )
+    r = cli(
+        "sql", "-w", str(tmp_path), "-f", "json", "select level, count(*) n from topics group by 1"
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == [{"level": "meta", "n": 3}]
+    r = cli("sql", "-w", str(tmp_path), "-f", "csv", "select name from topics order by 1")
+    assert r.stdout.splitlines() == ["name", "n0", "n1", "n2"]
+    bad = cli("sql", "-w", str(tmp_path), "select nope from topics")
+    assert bad.returncode == 1 and "nope" in bad.stderr
+    missing = cli("sql", "-w", str(tmp_path / "absent"), "select 1")
+    assert missing.returncode == 2 and "no warehouse" in missing.stderr
