@@ -113,3 +113,48 @@ def test_budget_stops_cleanly_and_resumes(tmp_path, fake, build):
     assert rest["status"] == "completed"
     ids = wh.query("SELECT id FROM dialogues WHERE status = 'complete'").column("id").to_pylist()
     assert len(ids) == len(set(ids)) == 12
+
+
+def test_analyst_reads_catalog_while_a_build_writes(tmp_path, build):
+    import subprocess
+    import sys
+    import textwrap
+    import threading
+
+    from tests.doubles.fake_openai import FakeOpenAI
+
+    with FakeOpenAI(latency_s=0.05) as slow:
+        cfg = fake_config(tmp_path, slow.url, llm={"concurrency": 2}, dialogues={"flush_every": 1})
+        catalog = Path(cfg.warehouse.root) / "catalog.duckdb"
+        reader = textwrap.dedent(f"""
+            import duckdb, os, time
+            while not os.path.exists({str(catalog)!r}):
+                time.sleep(0.05)
+            seen, deadline = [], time.time() + 90
+            while time.time() < deadline:
+                try:
+                    con = duckdb.connect({str(catalog)!r}, read_only=True)
+                except duckdb.IOException:  # the writer is creating the catalog: a moment
+                    time.sleep(0.05)
+                    continue
+                seen.append(con.sql("select count(*) from dataset").fetchall()[0][0])
+                con.close()
+                if seen[-1] == 12:
+                    break
+                time.sleep(0.1)
+            print(seen)
+        """)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", reader],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        t = threading.Thread(target=lambda: build(config=cfg))
+        t.start()
+        out, err = proc.communicate(timeout=120)
+        t.join()
+    assert proc.returncode == 0, err
+    seen = eval(out)
+    assert seen[-1] == 12 and seen == sorted(seen)
+    assert len(set(seen)) >= 4, f"the reader saw too few intermediate states: {seen}"
