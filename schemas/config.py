@@ -81,8 +81,8 @@ class QuestionsConfig(_Strict):
 class DialoguesConfig(_Strict):
     rounds_min: int = Field(3, ge=1, le=50)
     rounds_max: int = Field(7, ge=1, le=50)
-    max_dialogues: int = Field(
-        0, ge=0, description="Dialogues in scope: the first N openers by id (0 = every opener)"
+    target_dialogues: int = Field(
+        0, ge=0, description="Complete dialogues wanted in scope (0 = one for every opener)"
     )
     flush_every: int = Field(8, ge=1, description="Dialogues per Parquet part while a batch runs")
     history_chars: int = Field(

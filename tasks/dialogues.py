@@ -105,26 +105,32 @@ async def synthesize(opener: dict, cfg: RunConfig, gw: Gateway, run_id: str) -> 
     )  # fmt: skip
 
 
-def openers_to_do(cfg: RunConfig, wh: Warehouse) -> list[dict]:
-    """Openers in scope whose dialogue is not complete yet (anti-join on deterministic ids)."""
+def openers_to_do(cfg: RunConfig, wh: Warehouse) -> tuple[list[dict], int]:
+    """Openers in scope whose dialogue is not complete yet (anti-join on deterministic ids), in
+    a stable order, and how many more complete dialogues the target asks for."""
     metas = cfg.topics.meta_topics[: cfg.topics.limit_meta_topics or None]
     openers = wh.query(
         "SELECT DISTINCT ON (id) * FROM openers WHERE sector IN (SELECT unnest(?)) "
         "AND meta_topic IN (SELECT unnest(?)) ORDER BY id",
         [cfg.sectors, metas],
     ).to_pylist()
-    if cfg.dialogues.max_dialogues:
-        openers = openers[: cfg.dialogues.max_dialogues]
     done = wh.ids("dialogues", "status = 'complete'")
-    return [o for o in openers if dialogue_id(o["id"]) not in done]
+    todo = [o for o in openers if dialogue_id(o["id"]) not in done]
+    target = cfg.dialogues.target_dialogues
+    need = max(0, target - (len(openers) - len(todo))) if target else len(todo)
+    return todo, need
 
 
 async def dialogues_stage(cfg: RunConfig, wh: Warehouse, gw: Gateway, run_id: str) -> dict:
-    todo = openers_to_do(cfg, wh)
+    todo, need = openers_to_do(cfg, wh)
     buffer: list[dict] = []
     counts = {"complete": 0, "failed": 0}
     failures: dict[str, str] = {}
     stopped = None
+
+    def admit(in_flight: int) -> bool:
+        # A failed dialogue makes room for the next opener: the target counts complete ones.
+        return not stopped and counts["complete"] + in_flight < need
 
     def flush() -> None:
         wh.write("dialogues", buffer, run_id)
@@ -137,14 +143,15 @@ async def dialogues_stage(cfg: RunConfig, wh: Warehouse, gw: Gateway, run_id: st
         except BudgetExhausted as e:
             return e
 
-    with track("dialogues", len(todo)) as progress:
-        async for _opener, row in as_completed_bounded(todo, one, cfg.llm.concurrency):
-            progress.advance()
+    with track("dialogues", min(need, len(todo))) as progress:
+        async for _opener, row in as_completed_bounded(todo, one, cfg.llm.concurrency, admit):
             if isinstance(row, BudgetExhausted):
                 stopped = str(row)  # unfinished dialogues stay unwritten and resume later
                 continue
             counts[row["status"]] += 1
-            if row["failure_reason"]:
+            if row["status"] == "complete":
+                progress.advance()
+            else:
                 failures[row["id"]] = row["failure_reason"]
             buffer.append(row)
             if len(buffer) >= cfg.dialogues.flush_every:
@@ -155,6 +162,7 @@ async def dialogues_stage(cfg: RunConfig, wh: Warehouse, gw: Gateway, run_id: st
         "rows_written": counts["complete"] + counts["failed"],
         "complete": counts["complete"],
         "failed": counts["failed"],
+        "short_of_target": max(0, need - counts["complete"]),
         "failures": failures,
         "stopped": stopped,
     }

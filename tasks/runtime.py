@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from convoforge.llm import BudgetExhausted, Gateway, LLMError
@@ -45,14 +45,20 @@ def run_stage(stage: Stage, cfg: RunConfig, run_id: str) -> dict:
     return run_async(go())
 
 
-async def as_completed_bounded(items: list, fn: Callable[[Any], Awaitable[T]], limit: int):
-    """Async-iterate (item, result) as each finishes, with at most `limit` in flight."""
+async def as_completed_bounded(
+    items: Iterable,
+    fn: Callable[[Any], Awaitable[T]],
+    limit: int,
+    admit: Callable[[int], bool] = lambda in_flight: True,
+):
+    """Async-iterate (item, result) as each finishes, with at most `limit` in flight; a new
+    item starts only while admit(number in flight) says so."""
     it = iter(items)
     pending: set[asyncio.Task] = set()
     owner: dict[asyncio.Task, Any] = {}
 
     def top_up() -> None:
-        while len(pending) < limit:
+        while len(pending) < limit and admit(len(pending)):
             try:
                 item = next(it)
             except StopIteration:

@@ -158,3 +158,26 @@ def test_analyst_reads_catalog_while_a_build_writes(tmp_path, build):
     seen = eval(out)
     assert seen[-1] == 12 and seen == sorted(seen)
     assert len(set(seen)) >= 4, f"the reader saw too few intermediate states: {seen}"
+
+
+def test_target_counts_complete_dialogues_and_grows_without_repeats(tmp_path, fake, build):
+    def always(body):  # every dialogue of a question numbered 0 fails for good
+        first_user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        return "500" if first_user.endswith(" 0 matter?") else None
+
+    fake.faults = Faults(always=always)
+    cfg = fake_config(
+        tmp_path, fake.url, dialogues={"target_dialogues": 5}, llm={"max_attempts": 2}
+    )
+    first = build(config=cfg)
+    wh = Warehouse(cfg.warehouse.root)
+    assert wh.query("SELECT count(*) AS n FROM dataset").to_pylist() == [{"n": 5}]
+    assert first["stages"]["dialogues"]["rows_written"] > 5  # failures were replaced
+    before = dict(fake.stats.by_hash)
+    cfg.dialogues.target_dialogues = 6  # all six answerable openers
+    second = build(config=cfg)
+    assert wh.query("SELECT count(*) AS n FROM dataset").to_pylist() == [{"n": 6}]
+    assert all(fake.stats.by_hash[h] == n for h, n in before.items()), "paid twice"
+    assert second["stages"]["dialogues"]["rows_written"] >= 1
+    lineage = wh.query("SELECT count(*) AS n FROM lineage WHERE meta_topic IS NOT NULL")
+    assert lineage.to_pylist() == [{"n": 6}]

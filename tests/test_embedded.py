@@ -54,7 +54,7 @@ def test_build_on_the_embedded_model_and_resume(tmp_path, prefect_server):
             "warehouse": {"root": str(tmp_path / "wh")},
             "topics": {"limit_meta_topics": 1, "subtopics_per_topic": 2},
             "questions": {"per_subtopic": 2},
-            "dialogues": {"rounds_min": 2, "rounds_max": 2, "max_dialogues": 2},
+            "dialogues": {"rounds_min": 2, "rounds_max": 2, "target_dialogues": 2},
             "llm": {
                 "concurrency": 2,
                 "assistant": {"max_tokens": 96},
