@@ -6,7 +6,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=O
 	-DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_OPENMP=OFF
 CONFIG ?= examples/tiny.toml
 
-.PHONY: install run test lint clean-data
+.PHONY: install run test lint clean-data browser
 
 install: $(VENV)/.installed
 
@@ -22,7 +22,13 @@ $(VENV)/.installed: pyproject.toml
 run: install
 	$(VENV)/bin/convoforge run --config $(CONFIG)
 
-test: install
+# The Prefect UI test drives Debian's chromium (Playwright never downloads a browser here).
+browser:
+	@command -v chromium >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
+
+test: install browser
 	$(PY) -m pytest
 
 lint: install

@@ -17,7 +17,7 @@ import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from convoforge.config import ConfigError, load_config  # noqa: E402
+from convoforge.config import ConfigError, describe_validation_error, load_config  # noqa: E402
 
 app = typer.Typer(
     help="Build UltraChat-style multi-turn dialogue datasets (Prefect + Parquet + DuckDB).",
@@ -109,12 +109,7 @@ def run(
     Example: convoforge run --config examples/tiny.toml
     """
     cfg = _config(config, set_, warehouse, seed=seed)
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("httpx", "httpx2", "openai"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    _setup_logging(verbose)
     from flows.build import build_dataset
     from warehouse.store import WarehouseBusy
 
@@ -125,13 +120,118 @@ def run(
     except WarehouseBusy as e:
         err.print(f"[red]error:[/] {e}")
         raise typer.Exit(3) from None
+    _summary_exit(summary, cfg)
+
+
+def _summary_exit(summary: dict, cfg) -> None:
     _print_summary(summary)
     out.print(
         f"query it: convoforge sql --warehouse {cfg.warehouse.root} "
         '"select sector, count(*) from dataset group by 1"'
     )
-    if summary["status"] != "completed":
+    if summary["status"].startswith("stopped"):
         raise typer.Exit(4)
+    if summary["status"] != "completed":
+        raise typer.Exit(5)
+
+
+def _terminate_cleanly() -> None:
+    # SIGTERM (kill, systemd, a CI timeout) unwinds like Ctrl-C: the embedded server stops and
+    # everything answered so far is committed.
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _setup_logging(verbose: bool) -> None:
+    _terminate_cleanly()
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("httpx", "httpx2", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@app.command()
+def backfill(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    warehouse: WarehouseOpt = None,
+    target_dialogues: Annotated[
+        int, typer.Option("--target-dialogues", "-n", help="Complete dialogues wanted")
+    ] = 40,
+    sector: Annotated[str, typer.Option(help="Sector to fill")] = "world",
+    add_meta_topic: Annotated[
+        list[str] | None, typer.Option("--add-meta-topic", help="A meta-topic to add")
+    ] = None,
+    max_rounds: Annotated[int, typer.Option(help="Scope-growing rounds at most")] = 10,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Fill only what is missing: bring a sector to N complete dialogues, adding meta-topics to
+    the scope while openers run out.
+
+    Example: convoforge backfill -c examples/small.toml --target-dialogues 500
+    """
+    from pydantic import ValidationError
+
+    from flows.backfill import BackfillTarget
+    from flows.backfill import backfill as backfill_flow
+    from warehouse.store import WarehouseBusy
+
+    cfg = _config(config, set_, warehouse)
+    try:
+        target = BackfillTarget(
+            sector=sector,
+            target_dialogues=target_dialogues,
+            add_meta_topics=add_meta_topic or [],
+            max_rounds=max_rounds,
+        )
+    except ValidationError as e:
+        err.print(f"[red]error:[/] {describe_validation_error(e, 'backfill options')}")
+        raise typer.Exit(2) from None
+    _setup_logging(verbose)
+    try:
+        with _progress_bar():
+            summary = backfill_flow(target=target, config=cfg)
+    except WarehouseBusy as e:
+        err.print(f"[red]error:[/] {e}")
+        raise typer.Exit(3) from None
+    _summary_exit(summary, cfg)
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    warehouse: WarehouseOpt = None,
+    port: Annotated[int, typer.Option(help="Port of the local Prefect server")] = 4200,
+) -> None:
+    """Start a local Prefect server (unless PREFECT_API_URL is set), register the build and
+    backfill deployments with this config as the Run form's defaults, and execute the runs
+    started from the UI. Ctrl-C stops everything it started."""
+    from convoforge.prefect_server import local_prefect_server
+
+    cfg = _config(config, set_, warehouse)
+    _setup_logging(False)
+    with local_prefect_server(port) as api_url:
+        # Imported once PREFECT_API_URL points at the server, so Prefect never starts its own.
+        from prefect import serve as prefect_serve
+
+        from flows.deployments import deployments
+
+        ui = api_url.removesuffix("/api")
+        out.print(
+            f"Prefect UI: [bold]{ui}[/]  (deployments: build-dataset/build, backfill/backfill)"
+        )
+        out.print(f"warehouse: {Path(cfg.warehouse.root).resolve()}   Ctrl-C to stop")
+        try:
+            prefect_serve(*deployments(cfg), print_starting_message=False)
+        except KeyboardInterrupt:
+            pass
 
 
 @app.command()

@@ -44,6 +44,17 @@ def model_path() -> Path:
     return found[0]
 
 
+def _die_with_parent() -> None:
+    """In the child: the kernel sends SIGTERM when our parent dies, even by SIGKILL, so no
+    llama.cpp server outlives the run that started it (Linux; a no-op elsewhere)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -74,6 +85,7 @@ def embedded_server(cfg: EmbeddedConfig) -> Iterator[str]:
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
+        preexec_fn=_die_with_parent,
     )
 
     def stop() -> None:

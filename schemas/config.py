@@ -65,7 +65,9 @@ class EmbeddedConfig(_Strict):
 
 class WarehouseConfig(_Strict):
     root: str = "data"
-    catalog: str = Field("", description="DuckDB catalog path; default <root>/catalog.duckdb")
+    catalog: str = Field(
+        "", description="DuckDB catalog path (empty: catalog.duckdb inside the root)"
+    )
 
 
 class TopicsConfig(_Strict):

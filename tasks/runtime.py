@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import contextvars
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
+from convoforge import progress as prog
 from convoforge.llm import BudgetExhausted, Gateway, LLMError
 from convoforge.progress import track
 from schemas.config import RunConfig
 from warehouse.store import Warehouse
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 Stage = Callable[[RunConfig, Warehouse, Gateway, str], Awaitable[dict]]
 
@@ -23,8 +28,69 @@ def run_async(coro: Awaitable[T]) -> T:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(coro)
+    ctx = contextvars.copy_context()  # Prefect's run context must follow into the thread
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
+        return pool.submit(ctx.run, asyncio.run, coro).result()
+
+
+class PrefectProgress:
+    """Mirror stage progress into Prefect progress artifacts (shown on the run's page), pushing
+    at most every `every` seconds so a fast stage does not flood the API."""
+
+    def __init__(self, every: float = 2.0):
+        self.every = every
+        self.state: dict[str, tuple[int, int]] = {}
+        self._pushed: dict[str, tuple[int, int]] = {}
+        self._ids: dict[str, Any] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        self.state[stage] = (done, total)
+
+    async def push(self) -> None:
+        from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
+
+        for stage, (done, total) in list(self.state.items()):
+            if self._pushed.get(stage) == (done, total):
+                continue
+            pct = 100.0 * done / total if total else 100.0
+            if stage not in self._ids:
+                self._ids[stage] = await acreate_progress_artifact(
+                    progress=pct, key=f"progress-{stage}", description=f"{stage}: {done}/{total}"
+                )
+            else:
+                await aupdate_progress_artifact(
+                    self._ids[stage], progress=pct, description=f"{stage}: {done}/{total}"
+                )
+            self._pushed[stage] = (done, total)
+
+    async def loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.every)
+            await self.push()
+
+
+@contextlib.asynccontextmanager
+async def prefect_progress():
+    """Progress artifacts while inside a Prefect task run; nothing otherwise."""
+    from prefect.context import TaskRunContext
+
+    if TaskRunContext.get() is None:
+        yield
+        return
+    mirror = PrefectProgress()
+    prog.add_listener(mirror)
+    pusher = asyncio.create_task(mirror.loop())
+    try:
+        yield
+    finally:
+        prog.remove_listener(mirror)
+        pusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pusher
+        try:
+            await mirror.push()
+        except Exception as e:  # progress display must never fail a stage
+            log.warning("could not update the progress artifact: %s", e)
 
 
 def run_stage(stage: Stage, cfg: RunConfig, run_id: str) -> dict:
@@ -35,7 +101,8 @@ def run_stage(stage: Stage, cfg: RunConfig, run_id: str) -> dict:
         gw = Gateway(cfg, wh, run_id)
         started = time.monotonic()
         try:
-            report = await stage(cfg, wh, gw, run_id)
+            async with prefect_progress():
+                report = await stage(cfg, wh, gw, run_id)
         finally:
             await gw.aclose()
         report.update(gw.stats.as_dict())

@@ -5,13 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,6 +18,7 @@ os.environ.update(
     DO_NOT_TRACK="1",
     PREFECT_LOGGING_LEVEL="WARNING",
 )
+os.environ.pop("PREFECT_API_URL", None)  # tests start their own server, never a user's
 for name in [k for k in os.environ if k.startswith("CONVOFORGE__")]:
     del os.environ[name]  # a developer's shell must not change what the tests see
 
@@ -37,47 +34,10 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def prefect_server():
     """A real `prefect server start` on SQLite; flows in tests and subprocesses report to it."""
-    port = _free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    log = open(Path(_PREFECT_HOME) / "server.log", "w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "prefect",
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(
-                f"prefect server did not start: {Path(log.name).read_text()[-2000:]}"
-            )
-        time.sleep(0.5)
-    os.environ["PREFECT_API_URL"] = api
-    yield api
-    os.environ.pop("PREFECT_API_URL", None)
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    from convoforge.prefect_server import local_prefect_server
+
+    with local_prefect_server(_free_port()) as api:
+        yield api
     shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
 
 

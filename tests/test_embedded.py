@@ -78,33 +78,21 @@ def test_build_on_the_embedded_model_and_resume(tmp_path, prefect_server):
 
 def test_ctrl_c_stops_the_embedded_server(tmp_path, prefect_server):
     env = {**os.environ, "PREFECT_API_URL": prefect_server}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "convoforge.cli",
-            "run",
-            "--warehouse",
-            str(tmp_path / "wh"),
-            "--set",
-            "topics.limit_meta_topics=1",
-            "--set",
-            "topics.subtopics_per_topic=30",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    log = tmp_path / "run.log"
+    with open(log, "w") as fh:  # a file, not a pipe: a full pipe would block the run's exit
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "convoforge.cli", "run", "--warehouse", str(tmp_path / "wh"),
+             "--set", "topics.limit_meta_topics=1", "--set", "topics.subtopics_per_topic=30"],
+            env=env, stdout=fh, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     port = None
-    deadline = time.monotonic() + 120
-    for line in proc.stdout:
-        m = re.search(r"llama.cpp server on http://127.0.0.1:(\d+)", line)
-        if m:
-            port = m.group(1)
-            break
-        assert time.monotonic() < deadline
-    assert port, "the run never started the embedded server"
+    deadline = time.monotonic() + 180
+    while port is None:
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "the run never started the embedded server"
+        m = re.search(r"llama.cpp server on http://127.0.0.1:(\d+)", log.read_text())
+        port = m.group(1) if m else None
+        time.sleep(0.2)
     url = f"http://127.0.0.1:{port}/v1/models"
     while time.monotonic() < deadline:
         try:
@@ -113,10 +101,34 @@ def test_ctrl_c_stops_the_embedded_server(tmp_path, prefect_server):
         except httpx.HTTPError:
             time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    proc.wait(60)
+    proc.wait(90)
     assert proc.returncode != 0
     time.sleep(0.5)
     with pytest.raises(httpx.HTTPError):
         httpx.get(url, timeout=2)
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert f"--port {port}" not in ps, "the llama.cpp server outlived Ctrl-C"
+
+
+def test_sigkill_of_the_run_takes_the_embedded_server_down(tmp_path):
+    """Even a kill -9 of the run leaves no llama.cpp server behind (PR_SET_PDEATHSIG)."""
+    code = (
+        "from convoforge.embedded import embedded_server\n"
+        "from schemas.config import EmbeddedConfig\n"
+        "import time\n"
+        "with embedded_server(EmbeddedConfig()) as url:\n"
+        "    print(url, flush=True); time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    url = proc.stdout.readline().strip()
+    assert httpx.get(f"{url}/models", timeout=5).status_code == 200
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{url}/models", timeout=1)
+        except httpx.HTTPError:
+            return
+        time.sleep(0.3)
+    raise AssertionError("the llama.cpp server outlived a SIGKILL of its parent")
