@@ -100,19 +100,27 @@ def test_thirty_percent_faults_every_opener_accounted_for(tmp_path, fake, build)
     assert errors == [{"n": len(failed)}]
 
 
-def test_budget_stops_cleanly_and_resumes(tmp_path, fake, build):
-    cfg = fake_config(tmp_path, fake.url, llm={"budget_tokens": 1500, "concurrency": 1})
-    first = build(config=cfg)
-    assert first["status"].startswith("stopped: budget")
-    wh = Warehouse(cfg.warehouse.root)
-    done = wh.query("SELECT count(*) AS n FROM dataset").to_pylist()[0]["n"]
-    assert done < 12
-    rest = build(
-        config=cfg.model_copy(update={"llm": cfg.llm.model_copy(update={"budget_tokens": 0})})
-    )
-    assert rest["status"] == "completed"
-    ids = wh.query("SELECT id FROM dialogues WHERE status = 'complete'").column("id").to_pylist()
-    assert len(ids) == len(set(ids)) == 12
+def test_budget_stops_cleanly_and_resumes_to_the_same_dataset(tmp_path, fake, build):
+    """Runs stopped by a per-run token budget, resumed until done, end with exactly the dataset
+    of one uninterrupted run, and pay for no request twice."""
+    cfg = fake_config(tmp_path / "a", fake.url, llm={"budget_tokens": 1500, "concurrency": 2})
+    statuses = []
+    for _ in range(10):
+        statuses.append(build(config=cfg)["status"])
+        if statuses[-1] == "completed":
+            break
+    assert statuses[0].startswith("stopped: budget (token budget 1500 reached")
+    assert statuses[-1] == "completed" and len(statuses) > 2, statuses
+    assert all(n == 1 for n in fake.stats.by_hash.values()), "a request was paid for twice"
+    stopped = Warehouse(cfg.warehouse.root)
+    runs = stopped.query("SELECT status FROM runs").column("status").to_pylist()
+    assert sum(s.startswith("stopped: budget") for s in runs) == len(statuses) - 1
+
+    whole = fake_config(tmp_path / "b", fake.url)
+    build(config=whole)
+    q = "SELECT id, parent_id, rounds, turns FROM dataset ORDER BY id"
+    assert stopped.query(q).to_pylist() == Warehouse(whole.warehouse.root).query(q).to_pylist()
+    assert len(stopped.query(q)) == 12
 
 
 def test_analyst_reads_catalog_while_a_build_writes(tmp_path, build):

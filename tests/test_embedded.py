@@ -85,28 +85,33 @@ def test_ctrl_c_stops_the_embedded_server(tmp_path, prefect_server):
              "--set", "topics.limit_meta_topics=1", "--set", "topics.subtopics_per_topic=30"],
             env=env, stdout=fh, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    port = None
-    deadline = time.monotonic() + 180
-    while port is None:
-        assert proc.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, "the run never started the embedded server"
-        m = re.search(r"llama.cpp server on http://127.0.0.1:(\d+)", log.read_text())
-        port = m.group(1) if m else None
-        time.sleep(0.2)
-    url = f"http://127.0.0.1:{port}/v1/models"
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
+    try:
+        port = None
+        deadline = time.monotonic() + 180
+        while port is None:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the run never started the embedded server"
+            m = re.search(r"llama.cpp server on http://127.0.0.1:(\d+)", log.read_text())
+            port = m.group(1) if m else None
             time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    proc.wait(90)
-    assert proc.returncode != 0
-    time.sleep(0.5)
-    with pytest.raises(httpx.HTTPError):
-        httpx.get(url, timeout=2)
-    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        url = f"http://127.0.0.1:{port}/v1/models"
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(90)
+        assert proc.returncode != 0
+        time.sleep(0.5)
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(url, timeout=2)
+        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    finally:
+        if proc.poll() is None:  # never leave a run (and its model server) behind
+            proc.kill()
+            proc.wait()
     assert f"--port {port}" not in ps, "the llama.cpp server outlived Ctrl-C"
 
 
