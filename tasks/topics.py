@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from prefect import task
 
-from convoforge.ids import derive_seed, row_id, utcnow
+from convoforge.ids import row_id, utcnow
 from convoforge.llm import Gateway
-from convoforge.parsing import list_schema, parse_list
-from convoforge.prompts import load_prompt
 from schemas.config import RunConfig
-from tasks.runtime import fan_out, run_stage
+from tasks.runtime import ask_for_list, fan_out, run_stage
 from warehouse.store import Warehouse
 
 
@@ -38,31 +36,11 @@ def meta_topic_rows(cfg: RunConfig, run_id: str) -> list[dict]:
 
 
 async def expand_meta_topic(meta: dict, cfg: RunConfig, gw: Gateway, run_id: str) -> list[dict]:
-    prompt = load_prompt("subtopics")
     n = cfg.topics.subtopics_per_topic
-    system, user = prompt.render(n=n, meta_topic=meta["name"])
-    comp = await gw.complete(
-        "question_writer",
-        [{"role": "system", "content": system}, {"role": "user", "content": user}],
-        seed=derive_seed(cfg.seed, meta["id"], "subtopics"),
-        json_schema=list_schema(n),
-    )
-    now = utcnow()
+    items = await ask_for_list(gw, cfg, "subtopics", meta, n, 10, meta_topic=meta["name"])
     return [
-        dict(
-            id=row_id(meta["id"], "subtopic", i, prompt.version),
-            parent_id=meta["id"],
-            run_id=run_id,
-            created_at=now,
-            level="subtopic",
-            meta_topic=meta["name"],
-            name=name,
-            idx=i,
-            model=comp.model,
-            prompt_version=prompt.version,
-            llm_call_id=comp.call_id,
-        )
-        for i, name in enumerate(parse_list(comp.text, limit=n, max_words=10))
+        {**base, "run_id": run_id, "level": "subtopic", "meta_topic": meta["name"], "name": name}
+        for base, name in items
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import socket
@@ -45,6 +46,22 @@ def prefect_server():
 def fake():
     with FakeOpenAI() as srv:
         yield srv
+
+
+def topic_row(i: int, run_id: str = "r1") -> dict:
+    """A meta-topic row named `topic <i>` with id `t<i>`, for warehouse tests."""
+    return dict(id=f"t{i}", parent_id=None, run_id=run_id,
+                created_at=dt.datetime(2026, 11, 26, tzinfo=dt.UTC), level="meta",
+                meta_topic="M", name=f"topic {i}", idx=i, model=None, prompt_version=None,
+                llm_call_id=None)  # fmt: skip
+
+
+def fake_roles_toml(url: str) -> str:
+    """TOML sections pointing every role at the fake server (append to a test's config)."""
+    return "".join(
+        f'\n[llm.{role}]\nbase_url = "{url}"\nmodel = "fake-model"\n'
+        for role in ("question_writer", "user_simulator", "assistant", "judge")
+    )
 
 
 def fake_config(tmp_path: Path, url: str, **overrides):

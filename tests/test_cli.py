@@ -1,11 +1,10 @@
 """The command line as a user meets it: clear errors, SQL over the catalog, a resolved config."""
 
-import datetime as dt
 import json
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, topic_row
 from warehouse.store import Warehouse
 
 
@@ -35,34 +34,14 @@ def test_config_command_prints_the_resolved_config(tmp_path):
 
 def test_sql_reads_the_catalog(tmp_path):
     wh = Warehouse(tmp_path)
-    now = dt.datetime.now(dt.UTC)
-    wh.write(
-        "topics",
-        [
-            dict(
-                id=f"t{i}",
-                parent_id=None,
-                run_id="r",
-                created_at=now,
-                level="meta",
-                meta_topic="Music",
-                name=f"n{i}",
-                idx=i,
-                model=None,
-                prompt_version=None,
-                llm_call_id=None,
-            )
-            for i in range(3)
-        ],
-        "r",
-    )
+    wh.write("topics", [topic_row(i, "r") for i in range(3)], "r")
     r = cli(
         "sql", "-w", str(tmp_path), "-f", "json", "select level, count(*) n from topics group by 1"
     )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == [{"level": "meta", "n": 3}]
     r = cli("sql", "-w", str(tmp_path), "-f", "csv", "select name from topics order by 1")
-    assert r.stdout.splitlines() == ["name", "n0", "n1", "n2"]
+    assert r.stdout.splitlines() == ["name", "topic 0", "topic 1", "topic 2"]
     bad = cli("sql", "-w", str(tmp_path), "select nope from topics")
     assert bad.returncode == 1 and "nope" in bad.stderr
     missing = cli("sql", "-w", str(tmp_path / "absent"), "select 1")

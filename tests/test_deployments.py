@@ -13,6 +13,7 @@ import time
 import httpx
 import pytest
 
+from tests.conftest import fake_roles_toml
 from tests.doubles.fake_openai import FakeOpenAI
 from warehouse.store import Warehouse
 
@@ -28,10 +29,7 @@ per_subtopic = 2
 [dialogues]
 rounds_min = 2
 rounds_max = 2
-""" + "".join(
-    f'[llm.{r}]\nbase_url = "{{url}}"\nmodel = "fake-model"\n'
-    for r in ("question_writer", "user_simulator", "assistant", "judge")
-)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +43,7 @@ def served(tmp_path_factory, fake_module, prefect_server):
     """One `convoforge serve` for the module, as a user would leave it running."""
     tmp = tmp_path_factory.mktemp("serve")
     cfg_path = tmp / "serve.toml"
-    cfg_path.write_text(CONFIG.format(root=tmp / "wh", url=fake_module.url))
+    cfg_path.write_text(CONFIG.format(root=tmp / "wh") + fake_roles_toml(fake_module.url))
     log = open(tmp / "serve.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "convoforge.cli", "serve", "--config", str(cfg_path)],

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from tests.conftest import fake_roles_toml
 from tests.doubles.fake_openai import FakeOpenAI, body_hash
 from warehouse.store import Warehouse
 
@@ -31,10 +32,7 @@ flush_every = 2
 [llm]
 concurrency = 3
 backoff_base_s = 0.01
-""" + "".join(
-    f'[llm.{role}]\nbase_url = "{{url}}"\nmodel = "fake-model"\n'
-    for role in ("question_writer", "user_simulator", "assistant", "judge")
-)
+"""
 
 
 def _start(cfg_path: Path, prefect_server: str) -> subprocess.Popen:
@@ -73,7 +71,7 @@ def test_sigkill_midway_then_resume(tmp_path, prefect_server):
     root = tmp_path / "wh"
     with FakeOpenAI(latency_s=0.08) as fake:
         cfg_path = tmp_path / "run.toml"
-        cfg_path.write_text(CONFIG.format(root=root, url=fake.url))
+        cfg_path.write_text(CONFIG.format(root=root) + fake_roles_toml(fake.url))
         paid_before_kill: set[str] = set()
         for kill_after in (20, 40):
             proc = _start(cfg_path, prefect_server)

@@ -1,6 +1,5 @@
 """Atomic Parquet writes, schema checks, the journal, the writer lock, read-only analysts."""
 
-import datetime as dt
 import subprocess
 import sys
 import textwrap
@@ -10,25 +9,8 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import topic_row as topic
 from warehouse.store import Warehouse, WarehouseBusy, WarehouseError
-
-NOW = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
-
-
-def topic(i: int, run_id: str = "r1") -> dict:
-    return dict(
-        id=f"t{i}",
-        parent_id=None,
-        run_id=run_id,
-        created_at=NOW,
-        level="meta",
-        meta_topic="M",
-        name=f"topic {i}",
-        idx=i,
-        model=None,
-        prompt_version=None,
-        llm_call_id=None,
-    )
 
 
 def test_write_and_read_back_with_run_partition(tmp_path):

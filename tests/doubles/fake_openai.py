@@ -192,6 +192,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _not_found(self) -> None:
+        error = {"message": f"Unknown path {self.path}", "type": "invalid_request_error",
+                 "code": None}  # fmt: skip
+        self._send_json(404, {"error": error})
+
     def do_GET(self) -> None:
         if self.path.rstrip("/").endswith("/models"):
             self._send_json(
@@ -209,16 +214,7 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
         else:
-            self._send_json(
-                404,
-                {
-                    "error": {
-                        "message": f"Unknown path {self.path}",
-                        "type": "invalid_request_error",
-                        "code": None,
-                    }
-                },
-            )
+            self._not_found()
 
     def do_POST(self) -> None:
         fake = self.owner
@@ -252,16 +248,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.path.endswith("/embeddings"):
             self._embeddings(body)
         else:
-            self._send_json(
-                404,
-                {
-                    "error": {
-                        "message": f"Unknown path {self.path}",
-                        "type": "invalid_request_error",
-                        "code": None,
-                    }
-                },
-            )
+            self._not_found()
 
     def _fault(self, kind: str) -> None:
         f = self.owner.faults
