@@ -111,15 +111,23 @@ def run(
     cfg = _config(config, set_, warehouse, seed=seed)
     _setup_logging(verbose)
     from flows.build import build_dataset
-    from warehouse.store import WarehouseBusy
 
-    bar = _progress_bar()
+    _run_flow(cfg, build_dataset, config=cfg, run_id=run_id)
+
+
+def _run_flow(cfg, flow, **params) -> None:
+    """Run a writing flow with progress bars; print its summary; map outcomes to exit codes."""
+    from warehouse.store import WarehouseBusy, WarehouseError
+
     try:
-        with bar:
-            summary = build_dataset(config=cfg, run_id=run_id)
+        with _progress_bar():
+            summary = flow(**params)
     except WarehouseBusy as e:
         err.print(f"[red]error:[/] {e}")
         raise typer.Exit(3) from None
+    except WarehouseError as e:
+        err.print(f"[red]error:[/] {e}")
+        raise typer.Exit(1) from None
     _summary_exit(summary, cfg)
 
 
@@ -180,7 +188,6 @@ def backfill(
 
     from flows.backfill import BackfillTarget
     from flows.backfill import backfill as backfill_flow
-    from warehouse.store import WarehouseBusy
 
     cfg = _config(config, set_, warehouse)
     try:
@@ -194,13 +201,7 @@ def backfill(
         err.print(f"[red]error:[/] {describe_validation_error(e, 'backfill options')}")
         raise typer.Exit(2) from None
     _setup_logging(verbose)
-    try:
-        with _progress_bar():
-            summary = backfill_flow(target=target, config=cfg)
-    except WarehouseBusy as e:
-        err.print(f"[red]error:[/] {e}")
-        raise typer.Exit(3) from None
-    _summary_exit(summary, cfg)
+    _run_flow(cfg, backfill_flow, target=target, config=cfg)
 
 
 @app.command()

@@ -46,3 +46,24 @@ def test_sql_reads_the_catalog(tmp_path):
     assert bad.returncode == 1 and "nope" in bad.stderr
     missing = cli("sql", "-w", str(tmp_path / "absent"), "select 1")
     assert missing.returncode == 2 and "no warehouse" in missing.stderr
+
+
+def test_run_on_a_damaged_warehouse_names_the_file(tmp_path, prefect_server):
+    wh = Warehouse(tmp_path)
+    wh.write("topics", [topic_row(1)], "r1")
+    bad = tmp_path / "topics" / "run_id=r1" / "part-9-bad.parquet"
+    bad.write_bytes(b"PAR1 not parquet")
+    url = '"http://127.0.0.1:9/v1"'  # never reached: the damage is found first
+    r = cli(
+        "run",
+        "-w",
+        str(tmp_path),
+        *[
+            f"--set=llm.{role}.base_url={url}"
+            for role in ("question_writer", "user_simulator", "assistant")
+        ],
+    )
+    assert r.returncode == 1
+    assert f"unreadable Parquet file {bad}" in " ".join(r.stderr.split())
+    bad.unlink()
+    assert wh.query("SELECT id FROM topics").to_pylist() == [{"id": "t1"}]

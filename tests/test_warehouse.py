@@ -147,3 +147,15 @@ def test_analysts_read_the_catalog_while_a_writer_adds_rows(tmp_path):
     assert seen == sorted(seen)
     with duckdb.connect(str(catalog), read_only=True) as con:  # a plain duckdb shell's view
         assert con.sql("select count(*) from topics").fetchall() == [(10,)]
+
+
+def test_a_damaged_file_is_named_and_nothing_else_is_touched(tmp_path):
+    wh = Warehouse(tmp_path)
+    wh.write("topics", [topic(1)], "r1")
+    bad = tmp_path / "topics" / "run_id=r1" / "part-9-bad.parquet"
+    bad.write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(WarehouseError, match=f"unreadable Parquet file {bad}.*_quarantine"):
+        wh.query("SELECT count(*) FROM topics")
+    (tmp_path / "_quarantine").mkdir()
+    bad.rename(tmp_path / "_quarantine" / bad.name)
+    assert wh.query("SELECT id FROM topics").to_pylist() == [{"id": "t1"}]

@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -191,15 +192,33 @@ class Warehouse:
         """An in-memory DuckDB with the analyst views: the writer's own read path."""
         self.init()
         con = duckdb.connect(":memory:")
-        con.execute(self.views_sql())
+        try:
+            con.execute(self.views_sql())
+        except duckdb.Error as e:
+            con.close()
+            raise self._explain(e) from e
         return con
 
     def query(self, sql: str, params: Iterable | None = None) -> pa.Table:
         con = self.connect()
         try:
             return con.sql(sql, params=list(params) if params else None).to_arrow_table()
+        except duckdb.Error as e:
+            raise self._explain(e) from e
         finally:
             con.close()
+
+    def _explain(self, err: duckdb.Error) -> Exception:
+        """A damaged file (never one of ours: writes are atomic) gets an error that names it."""
+        m = re.search(r"'([^']+\.parquet)'", str(err))
+        if m and Path(m.group(1)).is_relative_to(self.root):
+            first = str(err).splitlines()[0]
+            return WarehouseError(
+                f"unreadable Parquet file {m.group(1)} ({first}). Move it out of the warehouse "
+                f"(for example into {self.root / '_quarantine'}) and run again; the rows in "
+                "every other file are intact."
+            )
+        return err
 
     def ids(self, table: str, where: str = "") -> set[str]:
         sql = f"SELECT DISTINCT id FROM {table}" + (f" WHERE {where}" if where else "")
@@ -225,7 +244,10 @@ class Warehouse:
         for i in range(attempts):
             try:
                 with duckdb.connect(str(self.catalog_path)) as con:
-                    con.execute(sql)
+                    try:
+                        con.execute(sql)
+                    except duckdb.InvalidInputException as e:
+                        raise self._explain(e) from e
                     con.execute(
                         "CREATE OR REPLACE TABLE _convoforge_meta AS "
                         "SELECT 'views' AS key, ? AS value",
