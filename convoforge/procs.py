@@ -47,7 +47,8 @@ def service(
 ) -> Iterator[Path]:
     """Run cmd in its own process group (Ctrl-C reaches us, and we stop it in order); yield
     its log file once ready_url answers 200; stop it on exit, errors and signals."""
-    log = tempfile.NamedTemporaryFile(prefix=f"convoforge-{name}-", suffix=".log", delete=False)
+    slug = "-".join(name.split())
+    log = tempfile.NamedTemporaryFile(prefix=f"convoforge-{slug}-", suffix=".log", delete=False)
     logfile = Path(log.name)
     proc = subprocess.Popen(
         cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import signal
 import socket
 import tempfile
 from pathlib import Path
@@ -24,6 +25,13 @@ for name in [k for k in os.environ if k.startswith("CONVOFORGE__")]:
     del os.environ[name]  # a developer's shell must not change what the tests see
 
 from tests.doubles.fake_openai import FakeOpenAI  # noqa: E402
+
+
+def interruptible() -> None:
+    """preexec_fn for a child that a test stops with Ctrl-C (SIGINT). A test run started in
+    the background (CI, `make test &`) inherits SIGINT as ignored, and Python then never
+    installs its KeyboardInterrupt handler; restore the terminal default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _free_port() -> int:

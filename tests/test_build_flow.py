@@ -96,6 +96,10 @@ def test_thirty_percent_faults_every_opener_accounted_for(tmp_path, fake, build)
     )
     assert all(r["failure_reason"] is None for r in rows if r["status"] == "complete")
     assert summary["failures"] == {"http 500 after 8 attempts": len(failed)}
+    print(
+        f"\n30% faults: {fake.stats.requests} requests, faults {dict(fake.stats.faults)}, "
+        f"{len(rows) - len(failed)} dialogues complete, {len(failed)} recorded as failed"
+    )
     errors = wh.query("SELECT count(*) AS n FROM llm_calls WHERE status = 'error'").to_pylist()
     assert errors == [{"n": len(failed)}]
 

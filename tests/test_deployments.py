@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import fake_roles_toml
+from tests.conftest import fake_roles_toml, interruptible
 from tests.doubles.fake_openai import FakeOpenAI
 from warehouse.store import Warehouse
 
@@ -48,7 +48,7 @@ def served(tmp_path_factory, fake_module, prefect_server):
     proc = subprocess.Popen(
         [sys.executable, "-m", "convoforge.cli", "serve", "--config", str(cfg_path)],
         env={**os.environ, "PREFECT_API_URL": prefect_server}, cwd=tmp,
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log, stderr=subprocess.STDOUT, preexec_fn=interruptible,
     )  # fmt: skip
     api = httpx.Client(base_url=prefect_server, timeout=10)
     deadline = time.monotonic() + 90

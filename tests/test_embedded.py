@@ -15,6 +15,7 @@ from convoforge.embedded import MODEL_ALIAS, embedded_server, with_endpoint
 from convoforge.llm import Gateway
 from convoforge.parsing import list_schema, parse_list
 from schemas.config import RunConfig
+from tests.conftest import interruptible
 from warehouse.store import Warehouse
 
 pytestmark = pytest.mark.embedded
@@ -83,7 +84,7 @@ def test_ctrl_c_stops_the_embedded_server(tmp_path, prefect_server):
         proc = subprocess.Popen(
             [sys.executable, "-m", "convoforge.cli", "run", "--warehouse", str(tmp_path / "wh"),
              "--set", "topics.limit_meta_topics=1", "--set", "topics.subtopics_per_topic=30"],
-            env=env, stdout=fh, stderr=subprocess.STDOUT,
+            env=env, stdout=fh, stderr=subprocess.STDOUT, preexec_fn=interruptible,
         )  # fmt: skip
     try:
         port = None

@@ -96,6 +96,11 @@ def test_sigkill_midway_then_resume(tmp_path, prefect_server):
     # at most `concurrency` per kill.
     resent = [h for h, n in fake.stats.by_hash.items() if n > 1]
     assert len(resent) <= 2 * 3, f"{len(resent)} requests sent more than once"
+    print(
+        f"\nkill/resume: {len(paid_before_kill)} answers recorded before the kills, "
+        f"{len(again)} paid again, {len(resent)} in-flight requests re-sent, "
+        f"{fake.stats.answered} requests answered in all"
+    )
     assert not list(root.rglob("*.tmp")) and not list((root / "_journal").rglob("*.jsonl"))
 
     wh = Warehouse(root)
