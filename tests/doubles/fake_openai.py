@@ -169,6 +169,7 @@ class FakeOpenAI:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256  # the default backlog of 5 refuses connections under fan-out
 
     def handle_error(self, request, client_address) -> None:
         pass  # clients that gave up on a stalled answer are part of the game
