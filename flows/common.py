@@ -58,6 +58,7 @@ def run_stages(cfg: RunConfig, run_id: str) -> list[dict]:
 def grow(cfg: RunConfig, wh: Warehouse, run_id: str, outcome: dict, rounds: int) -> list[dict]:
     """Run the stages until the dialogue target is met: while openers run out, add the next
     meta-topic to the scope; say in outcome["status"] why a run ends short."""
+    cfg = cfg.model_copy(deep=True)  # the scope grows on a copy, never the caller's config
     reports: list[dict] = []
     for _ in range(rounds):
         reports += run_stages(cfg, run_id)
