@@ -117,6 +117,8 @@ def run(
 
 def _run_flow(cfg, flow, **params) -> None:
     """Run a writing flow with progress bars; print its summary; map outcomes to exit codes."""
+    from convoforge.llm import LLMError
+    from convoforge.procs import ServiceError
     from warehouse.store import WarehouseBusy, WarehouseError
 
     try:
@@ -125,8 +127,12 @@ def _run_flow(cfg, flow, **params) -> None:
     except WarehouseBusy as e:
         err.print(f"[red]error:[/] {e}")
         raise typer.Exit(3) from None
-    except WarehouseError as e:
+    except (WarehouseError, ServiceError) as e:
         err.print(f"[red]error:[/] {e}")
+        raise typer.Exit(1) from None
+    except LLMError as e:  # fatal: a bad key, an unknown model
+        err.print(f"[red]error:[/] the LLM endpoint refused the run: {e.reason}. Fix the key or "
+                  "model and run again; everything answered so far is kept.")  # fmt: skip
         raise typer.Exit(1) from None
     _summary_exit(summary, cfg)
 

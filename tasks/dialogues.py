@@ -143,20 +143,22 @@ async def dialogues_stage(cfg: RunConfig, wh: Warehouse, gw: Gateway, run_id: st
         except BudgetExhausted as e:
             return e
 
-    with track("dialogues", min(need, len(todo))) as progress:
-        async for _opener, row in as_completed_bounded(todo, one, cfg.llm.concurrency, admit):
-            if isinstance(row, BudgetExhausted):
-                stopped = str(row)  # unfinished dialogues stay unwritten and resume later
-                continue
-            counts[row["status"]] += 1
-            if row["status"] == "complete":
-                progress.advance()
-            else:
-                failures[row["id"]] = row["failure_reason"]
-            buffer.append(row)
-            if len(buffer) >= cfg.dialogues.flush_every:
-                flush()
-    flush()
+    try:
+        with track("dialogues", min(need, len(todo))) as progress:
+            async for _, row in as_completed_bounded(todo, one, cfg.llm.concurrency, admit):
+                if isinstance(row, BudgetExhausted):
+                    stopped = str(row)  # unfinished dialogues stay unwritten; they resume
+                    continue
+                counts[row["status"]] += 1
+                if row["status"] == "complete":
+                    progress.advance()
+                else:
+                    failures[row["id"]] = row["failure_reason"]
+                buffer.append(row)
+                if len(buffer) >= cfg.dialogues.flush_every:
+                    flush()
+    finally:
+        flush()  # also when a fatal error (a revoked key) ends the stage: keep what is done
     return {
         "stage": "dialogues",
         "rows_written": counts["complete"] + counts["failed"],

@@ -193,3 +193,24 @@ def test_target_counts_complete_dialogues_and_grows_without_repeats(tmp_path, fa
     assert second["stages"]["dialogues"]["rows_written"] >= 1
     lineage = wh.query("SELECT count(*) AS n FROM lineage WHERE meta_topic IS NOT NULL")
     assert lineage.to_pylist() == [{"n": 6}]
+
+
+def test_a_fatal_error_keeps_the_finished_dialogues(tmp_path, fake, build):
+    """A key revoked mid-run (401) stops the run; dialogues finished before it are stored."""
+    answered = {"n": 0}
+
+    def revoke_after_a_while(body):
+        if body["messages"][0]["content"].startswith("You are a helpful"):
+            answered["n"] += 1
+            if answered["n"] > 12:  # the first few dialogues finish, then the key dies
+                return "401"
+        return None
+
+    fake.faults = Faults(always=revoke_after_a_while)
+    cfg = fake_config(tmp_path, fake.url, llm={"concurrency": 1},
+                      dialogues={"flush_every": 100})  # fmt: skip
+    with pytest.raises(Exception, match="invalid_api_key"):
+        build(config=cfg)
+    wh = Warehouse(cfg.warehouse.root)
+    done = wh.query("SELECT count(*) AS n FROM dataset").to_pylist()[0]["n"]
+    assert done == 4, "dialogues finished before the 401 were lost"

@@ -67,3 +67,21 @@ def test_run_on_a_damaged_warehouse_names_the_file(tmp_path, prefect_server):
     assert f"unreadable Parquet file {bad}" in " ".join(r.stderr.split())
     bad.unlink()
     assert wh.query("SELECT id FROM topics").to_pylist() == [{"id": "t1"}]
+
+
+def test_a_revoked_key_ends_the_run_with_a_clear_message(tmp_path, fake, prefect_server):
+    from tests.doubles.fake_openai import Faults
+
+    fake.faults = Faults(always=lambda body: "401")
+    url = f'"{fake.url}"'
+    r = cli(
+        "run",
+        "-w",
+        str(tmp_path / "wh"),
+        *[
+            f"--set=llm.{role}.base_url={url}"
+            for role in ("question_writer", "user_simulator", "assistant")
+        ],
+    )
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "refused the run: http 401 invalid_api_key" in " ".join(r.stderr.split())
