@@ -33,7 +33,7 @@ def backfill_config(target: BackfillTarget, config: RunConfig) -> RunConfig:
     if new:
         limit = cfg.topics.limit_meta_topics
         # The added meta-topics go right after those already in scope, so they are covered.
-        scope = cfg.topics.meta_topics[: limit or None]
+        scope = cfg.topics.in_scope()
         rest = cfg.topics.meta_topics[len(scope) :]
         cfg.topics.meta_topics = scope + new + rest
         cfg.topics.limit_meta_topics = len(scope) + len(new) if limit else 0

@@ -75,6 +75,10 @@ class TopicsConfig(_Strict):
     limit_meta_topics: int = Field(0, ge=0, description="Use only the first N (0 = all)")
     subtopics_per_topic: int = Field(30, ge=1, le=200)
 
+    def in_scope(self) -> list[str]:
+        """The meta-topics this run covers: the first limit_meta_topics of the list (0 = all)."""
+        return self.meta_topics[: self.limit_meta_topics or None]
+
 
 class QuestionsConfig(_Strict):
     per_subtopic: int = Field(10, ge=1, le=100)

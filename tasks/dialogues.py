@@ -108,7 +108,7 @@ async def synthesize(opener: dict, cfg: RunConfig, gw: Gateway, run_id: str) -> 
 def openers_to_do(cfg: RunConfig, wh: Warehouse) -> tuple[list[dict], int]:
     """Openers in scope whose dialogue is not complete yet (anti-join on deterministic ids), in
     a stable order, and how many more complete dialogues the target asks for."""
-    metas = cfg.topics.meta_topics[: cfg.topics.limit_meta_topics or None]
+    metas = cfg.topics.in_scope()
     openers = wh.query(
         "SELECT DISTINCT ON (id) * FROM openers WHERE sector IN (SELECT unnest(?)) "
         "AND meta_topic IN (SELECT unnest(?)) ORDER BY id",

@@ -12,7 +12,7 @@ from warehouse.store import Warehouse
 
 def subtopics_in_scope(cfg: RunConfig, wh: Warehouse) -> list[dict]:
     """Subtopics of the configured meta-topics, in a stable order."""
-    metas = cfg.topics.meta_topics[: cfg.topics.limit_meta_topics or None]
+    metas = cfg.topics.in_scope()
     return wh.query(
         "SELECT DISTINCT ON (id) * FROM topics WHERE level = 'subtopic' AND meta_topic IN "
         "(SELECT unnest(?)) ORDER BY id",

@@ -12,9 +12,7 @@ from warehouse.store import Warehouse
 
 
 def meta_topic_rows(cfg: RunConfig, run_id: str) -> list[dict]:
-    names = cfg.topics.meta_topics
-    if cfg.topics.limit_meta_topics:
-        names = names[: cfg.topics.limit_meta_topics]
+    names = cfg.topics.in_scope()
     now = utcnow()
     # Keyed by name, not position: reordering the config list keeps every id.
     return [

@@ -86,18 +86,23 @@ class Warehouse:
         self.root = Path(root).expanduser().resolve()
         self.catalog_path = Path(catalog).resolve() if catalog else self.root / "catalog.duckdb"
         self._lock_fh = None
+        self._initialised = False
 
     # ---- layout -------------------------------------------------------------------------
     def table_dir(self, table: str) -> Path:
         return self.root / table
 
     def init(self) -> None:
-        """Create the layout and an empty typed file per table, so every view has a match."""
+        """Create the layout and an empty typed file per table, so every view has a match.
+        Checked once per Warehouse object: every query passes through here."""
+        if self._initialised:
+            return
         for name, schema in TABLES.items():
             placeholder = self.table_dir(name) / SCHEMA_PARTITION / "part-0.parquet"
             current = schema.remove(schema.get_field_index("run_id"))
             if not placeholder.exists() or pq.read_schema(placeholder) != current:
                 _atomic_write_parquet(current.empty_table(), placeholder)
+        self._initialised = True
 
     # ---- writer lock --------------------------------------------------------------------
     def acquire_writer(self) -> None:
